@@ -1,0 +1,2 @@
+// Package caddymcp holds the Caddy modules of the MCP gateway.
+package caddymcp
