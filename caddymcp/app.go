@@ -2,6 +2,7 @@ package caddymcp
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -32,6 +33,9 @@ type App struct {
 	tenants map[string]*TenantConfig
 	logger  *zap.Logger
 	ctx     caddy.Context
+
+	mu      sync.Mutex
+	servers map[string]bool // names provisioned by mcp_gateway handlers
 }
 
 // CaddyModule returns the Caddy module information.
@@ -64,8 +68,13 @@ func (a *App) Tenant(name string) *TenantConfig {
 	return a.tenants[name]
 }
 
-// Start implements caddy.App.
-func (a *App) Start() error { return nil }
+// Start implements caddy.App. Every handler has been provisioned by now,
+// so this is where policies naming servers are checked.
+func (a *App) Start() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return validatePolicyServers(a.Policies, a.servers)
+}
 
 // Stop implements caddy.App.
 func (a *App) Stop() error { return nil }
@@ -86,3 +95,14 @@ var (
 	_ caddy.Provisioner = (*App)(nil)
 	_ caddy.Validator   = (*App)(nil)
 )
+
+// registerServer records a server name provisioned by a handler, so Start
+// can check that policies name existing servers.
+func (a *App) registerServer(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.servers == nil {
+		a.servers = make(map[string]bool)
+	}
+	a.servers[name] = true
+}
