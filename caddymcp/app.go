@@ -34,6 +34,8 @@ type App struct {
 	logger  *zap.Logger
 	ctx     caddy.Context
 
+	auth *authState
+
 	mu      sync.Mutex
 	servers map[string]bool // names provisioned by mcp_gateway handlers
 }
@@ -60,6 +62,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for _, t := range a.Tenants {
 		a.tenants[t.Name] = t
 	}
+	return a.provisionAuth()
+}
+
+// Cleanup releases shared state held by this config.
+func (a *App) Cleanup() error {
+	a.cleanupAuth()
 	return nil
 }
 
@@ -91,9 +99,10 @@ func appFromContext(ctx caddy.Context) (*App, error) {
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
-	_ caddy.Validator   = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )
 
 // registerServer records a server name provisioned by a handler, so Start

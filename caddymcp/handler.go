@@ -29,6 +29,8 @@ func init() {
 // ------------|-------------
 // `{mcp.server}` | The name of the logical MCP server
 // `{mcp.tenant}` | The server's tenant
+// `{mcp.agent}` | The agent (OAuth client) named by the token, after authentication
+// `{mcp.subject}` | The token's subject, after authentication
 type Handler struct {
 	// Path of the RFC 8693 token endpoint for internal servers; optional.
 	TokenEndpoint string `json:"token_endpoint,omitempty"`
@@ -139,9 +141,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if !srv.cfg.Anonymous {
-		// Inbound token validation is not wired yet: nothing unauthenticated
-		// may reach a protected upstream.
-		return srv.challenge(w, r, "", "")
+		id, err := h.authenticate(w, r, srv)
+		if id == nil {
+			return err
+		}
+		repl.Set("mcp.agent", id.Agent)
+		repl.Set("mcp.subject", id.Subject)
 	}
 
 	// Step 7 (part): the client's own credentials never go upstream.

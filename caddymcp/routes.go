@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddymcp/gateway/tokens"
 )
 
 // server is a provisioned ServerConfig: what a request needs, computed once.
@@ -17,14 +19,15 @@ type server struct {
 	tenant *TenantConfig
 	proxy  caddyhttp.MiddlewareHandler
 
-	host           string              // lower-cased cfg.Host, "" for any
-	resource       string              // configured resource, "" to derive per request
-	resourceOrigin string              // scheme://host[:port] of the configured resource
-	metaPath       string              // path of the RFC 9728 document
-	scopeParam     string              // require scopes, space separated
-	origins        map[string]struct{} // allowed_origins, lower-cased
-	authServers    []string            // issuers listed in the metadata
-	metaStatic     []byte              // metadata document when resource is configured
+	host           string               // lower-cased cfg.Host, "" for any
+	resource       string               // configured resource, "" to derive per request
+	resourceOrigin string               // scheme://host[:port] of the configured resource
+	metaPath       string               // path of the RFC 9728 document
+	scopeParam     string               // require scopes, space separated
+	origins        map[string]struct{}  // allowed_origins, lower-cased
+	authServers    []string             // issuers listed in the metadata
+	metaStatic     []byte               // metadata document when resource is configured
+	requirements   *tokens.Requirements // what an agent's token must satisfy
 }
 
 const wellKnownPRM = "/.well-known/oauth-protected-resource"
@@ -59,6 +62,16 @@ func newServer(cfg *ServerConfig, app *App) (*server, error) {
 		for _, iss := range app.Issuers {
 			s.authServers = append(s.authServers, iss.Issuer)
 		}
+	}
+	if !cfg.Anonymous {
+		if app.auth == nil {
+			return nil, fmt.Errorf("the mcp app has no token validation state")
+		}
+		issuers := app.issuersFor(cfg.Tenant)
+		if len(issuers) == 0 {
+			return nil, fmt.Errorf("needs agent tokens, but neither tenant %s nor the global mcp options configure an issuer (or mark the server anonymous)", cfg.Tenant)
+		}
+		s.requirements = &tokens.Requirements{Issuers: issuers, Audience: s.resource, Tenant: cfg.Tenant}
 	}
 	if s.resource != "" {
 		doc, err := s.metadataDocument(s.resource)
@@ -144,7 +157,7 @@ func isLoopbackHost(host string) bool {
 // challenge answers 401 with the RFC 6750 / RFC 9728 challenge. code and
 // desc are the error and error_description parameters, empty when the
 // request had no token.
-func (s *server) challenge(w http.ResponseWriter, r *http.Request, code, desc string) error {
+func (s *server) challenge(w http.ResponseWriter, r *http.Request, status int, code, desc string) error {
 	var b strings.Builder
 	b.WriteString(`Bearer resource_metadata="`)
 	b.WriteString(s.metadataURL(r))
@@ -165,10 +178,6 @@ func (s *server) challenge(w http.ResponseWriter, r *http.Request, code, desc st
 		}
 	}
 	w.Header().Set("WWW-Authenticate", b.String())
-	status := http.StatusUnauthorized
-	if code == "invalid_request" {
-		status = http.StatusBadRequest
-	}
 	msg := code
 	if msg == "" {
 		msg = "unauthorized"
