@@ -6,6 +6,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/caddymcp/gateway/policy"
 )
 
 func init() {
@@ -34,7 +36,9 @@ type App struct {
 	logger  *zap.Logger
 	ctx     caddy.Context
 
-	auth *authState
+	auth     *authState
+	policies *policy.Engine
+	audit    *zap.Logger
 
 	mu      sync.Mutex
 	servers map[string]bool // names provisioned by mcp_gateway handlers
@@ -62,6 +66,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for _, t := range a.Tenants {
 		a.tenants[t.Name] = t
 	}
+	a.audit = a.logger.Named("audit")
+	pols := make([]policy.Policy, len(a.Policies))
+	for i, p := range a.Policies {
+		pols[i] = *p
+	}
+	engine, err := policy.Compile(pols, a.Environment, policy.Options{
+		KnownTenant: func(name string) bool { return a.tenants[name] != nil },
+	})
+	if err != nil {
+		return err
+	}
+	a.policies = engine
 	return a.provisionAuth()
 }
 

@@ -66,6 +66,7 @@ func TestAuthenticatedRequests(t *testing.T) {
 	iss := newTestIssuer(t)
 	other := newTestIssuer(t)
 	app := &App{
+		Policies: allowAll,
 		Issuers: []*IssuerConfig{{Issuer: iss.url, JWKSURI: iss.url + "/jwks", TenantClaim: "tenant"}},
 		Tenants: []*TenantConfig{{Name: "acme"}, {Name: "globex"}},
 	}
@@ -81,7 +82,9 @@ func TestAuthenticatedRequests(t *testing.T) {
 		wantChallenge           string // substring of WWW-Authenticate
 		reaches                 string
 	}{
-		{name: "valid", path: "/acme/mcp", auth: "Bearer " + iss.token(t, acmeAud, nil), wantStatus: 200, reaches: "acme"},
+		{name: "valid", path: "/acme/mcp", auth: "Bearer " + iss.token(t, acmeAud, map[string]any{"scope": "mcp:read"}), wantStatus: 200, reaches: "acme"},
+		{name: "valid but lacks a required scope", path: "/acme/mcp", auth: "Bearer " + iss.token(t, acmeAud, nil), wantStatus: 403,
+			wantChallenge: `Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="http://gw.test/.well-known/oauth-protected-resource/acme/mcp"`},
 		{name: "valid, resource configured", path: "/globex/mcp", auth: "Bearer " + iss.token(t, "https://globex.example.com/mcp", nil), wantStatus: 200, reaches: "globex"},
 		{name: "no token", path: "/acme/mcp", wantStatus: 401,
 			wantChallenge: `Bearer resource_metadata="http://gw.test/.well-known/oauth-protected-resource/acme/mcp", scope="mcp:read"`},
@@ -99,7 +102,7 @@ func TestAuthenticatedRequests(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			before := proxies["acme"].hits + proxies["globex"].hits
-			r := httptest.NewRequest(http.MethodPost, "http://gw.test"+c.path+c.query, strings.NewReader(`{}`))
+			r := httptest.NewRequest(http.MethodPost, "http://gw.test"+c.path+c.query, strings.NewReader(pingBody))
 			if c.auth != "" {
 				r.Header.Set("Authorization", c.auth)
 			}

@@ -11,6 +11,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddymcp/gateway/mcpmsg"
+	"github.com/caddymcp/gateway/policy"
 )
 
 func init() {
@@ -31,6 +34,9 @@ func init() {
 // `{mcp.tenant}` | The server's tenant
 // `{mcp.agent}` | The agent (OAuth client) named by the token, after authentication
 // `{mcp.subject}` | The token's subject, after authentication
+// `{mcp.method}` | The JSON-RPC method (or GET/DELETE), after reading the message
+// `{mcp.tool}` | The tool, prompt (params.name) or resource (params.uri) targeted
+// `{mcp.decision}` | allow, deny, step_up or would_deny
 type Handler struct {
 	// Path of the RFC 8693 token endpoint for internal servers; optional.
 	TokenEndpoint string `json:"token_endpoint,omitempty"`
@@ -133,20 +139,56 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	switch r.Method {
 	case http.MethodPost, http.MethodGet, http.MethodDelete:
 	case http.MethodOptions:
-		// CORS preflight from an allowed (or absent) Origin; the upstream
-		// decides what it allows.
+		return srv.preflight(w, r)
 	default:
-		w.Header().Set("Allow", "GET, POST, DELETE")
+		w.Header().Set("Allow", "GET, POST, DELETE, OPTIONS")
 		return writeHTTPError(w, http.StatusMethodNotAllowed, "method not allowed")
 	}
+	if o := r.Header.Get("Origin"); o != "" {
+		w.Header().Set("Access-Control-Allow-Origin", o)
+		w.Header().Set("Access-Control-Expose-Headers", corsExposed)
+		w.Header().Add("Vary", "Origin")
+	}
 
+	x := &exchange{srv: srv, method: r.Method, decisionID: newDecisionID()}
 	if !srv.cfg.Anonymous {
 		id, err := h.authenticate(w, r, srv)
 		if id == nil {
 			return err
 		}
+		x.id = id
 		repl.Set("mcp.agent", id.Agent)
 		repl.Set("mcp.subject", id.Subject)
+	}
+
+	if r.Method == http.MethodPost {
+		msg, err := h.readMessage(w, r, x)
+		if msg == nil {
+			return err
+		}
+		x.msg = msg
+		x.method, x.tool = msg.Method, msg.Target()
+		if msg.Kind == mcpmsg.KindResponse {
+			x.method = "response"
+		}
+	}
+	x.protocol = protocolOf(r, x.msg)
+	if x.protocol == rev20260728 && x.msg != nil {
+		if err := mcpmsg.CheckHeaders(x.msg, r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name")); err != nil {
+			x.decision = policy.Decision{Outcome: policy.OutcomeDeny, Reason: err.Error()}
+			h.audit(r, x, "invalid", 0, 0)
+			return writeJSONRPC(w, http.StatusBadRequest, mcpmsg.ErrorResponse(x.msg.ID, mcpmsg.CodeHeaderMismatch, err.Error(), nil))
+		}
+	}
+	repl.Set("mcp.method", x.method)
+	repl.Set("mcp.tool", x.tool)
+
+	ok, err := h.authorize(w, r, x)
+	decision := x.decision.AuditDecision()
+	repl.Set("mcp.decision", decision)
+	if !ok {
+		h.audit(r, x, decision, 0, 0)
+		return err
 	}
 
 	// Step 7 (part): the client's own credentials never go upstream.
@@ -158,7 +200,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		defer done()
 		r = r.WithContext(ctx)
 	}
-	return srv.proxy.ServeHTTP(w, r, next)
+	rw := &respWriter{ResponseWriter: w}
+	if len(x.filterIDs) > 0 {
+		effective := x.decision.Effective
+		tools := srv.tools
+		rw.allow = func(name string) bool { return tools.Allowed(name, effective) }
+		rw.ids = x.filterIDs
+		rw.private = x.protocol == rev20260728
+	}
+	start := time.Now()
+	err = srv.proxy.ServeHTTP(rw, r, next)
+	if ferr := rw.finish(); err == nil {
+		err = ferr
+	}
+	status := rw.status
+	if err != nil {
+		status = http.StatusBadGateway
+		if he, ok := err.(caddyhttp.HandlerError); ok && he.StatusCode != 0 {
+			status = he.StatusCode
+		}
+	}
+	h.audit(r, x, decision, status, time.Since(start))
+	return err
 }
 
 // detach returns a context that keeps ctx's values but outlives its

@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddymcp/gateway/policy"
 	"github.com/caddymcp/gateway/tokens"
 )
 
@@ -28,6 +29,33 @@ type server struct {
 	authServers    []string             // issuers listed in the metadata
 	metaStatic     []byte               // metadata document when resource is configured
 	requirements   *tokens.Requirements // what an agent's token must satisfy
+
+	tools, resources, prompts *policy.Rules // item rules: scopes per tool/resource/prompt
+	// anonScopes stands for the token of an anonymous caller: every scope
+	// the server mentions, so what policies for agents * grant decides.
+	anonScopes []string
+}
+
+// CORS headers for browser-based clients on allowed Origins.
+const (
+	corsExposed = "Mcp-Session-Id, WWW-Authenticate, Mcp-Protocol-Version"
+	corsAllowed = "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID"
+)
+
+// preflight answers a CORS preflight itself: nothing unauthenticated
+// reaches the upstream. checkOrigin has already refused foreign Origins.
+func (s *server) preflight(w http.ResponseWriter, r *http.Request) error {
+	h := w.Header()
+	if o := r.Header.Get("Origin"); o != "" {
+		h.Set("Access-Control-Allow-Origin", o)
+		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+		h.Set("Access-Control-Allow-Headers", corsAllowed)
+		h.Set("Access-Control-Expose-Headers", corsExposed)
+		h.Set("Access-Control-Max-Age", "600")
+		h.Add("Vary", "Origin")
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 const wellKnownPRM = "/.well-known/oauth-protected-resource"
@@ -42,6 +70,34 @@ func newServer(cfg *ServerConfig, app *App) (*server, error) {
 	}
 	for _, o := range cfg.AllowedOrigins {
 		s.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = struct{}{}
+	}
+	var err error
+	if s.tools, err = compileRules("tool", cfg.Tools); err != nil {
+		return nil, err
+	}
+	if s.resources, err = compileRules("resource", cfg.Resources); err != nil {
+		return nil, err
+	}
+	if s.prompts, err = compileRules("prompt", cfg.Prompts); err != nil {
+		return nil, err
+	}
+	if cfg.Anonymous {
+		seen := map[string]bool{}
+		add := func(list []string) {
+			for _, sc := range list {
+				if !seen[sc] {
+					seen[sc] = true
+					s.anonScopes = append(s.anonScopes, sc)
+				}
+			}
+		}
+		add(cfg.Require)
+		add(cfg.Scopes)
+		for _, items := range [][]ItemRule{cfg.Tools, cfg.Resources, cfg.Prompts} {
+			for _, it := range items {
+				add(it.Scopes)
+			}
+		}
 	}
 	resourcePath := cfg.Path
 	if cfg.Resource != "" {
@@ -81,6 +137,21 @@ func newServer(cfg *ServerConfig, app *App) (*server, error) {
 		s.metaStatic = doc
 	}
 	return s, nil
+}
+
+func compileRules(kind string, items []ItemRule) (*policy.Rules, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	rules := make([]policy.Rule, len(items))
+	for i, it := range items {
+		rules[i] = policy.Rule{Match: it.Match, Scopes: it.Scopes}
+	}
+	r, err := policy.CompileRules(rules)
+	if err != nil {
+		return nil, fmt.Errorf("%s rules: %v", kind, err)
+	}
+	return r, nil
 }
 
 // requestOrigin is scheme://host[:port] as the client addressed the gateway.

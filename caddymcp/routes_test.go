@@ -12,7 +12,14 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddymcp/gateway/policy"
 )
+
+const pingBody = `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+
+// allowAll is the policy the routing tests run under (deny is the default).
+var allowAll = []*PolicyConfig{{Name: "all", Effect: "allow", Agents: []string{"*"}}}
 
 // recordProxy stands in for a server's reverse_proxy in unit tests: it
 // records that it was reached and what it saw.
@@ -43,6 +50,16 @@ func testHandler(t testing.TB, app *App, cfgs ...*ServerConfig) (*Handler, map[s
 			app.tenants[tn.Name] = tn
 		}
 		app.logger = caddy.Log()
+		app.audit = app.logger.Named("audit")
+		pols := make([]policy.Policy, len(app.Policies))
+		for i, p := range app.Policies {
+			pols[i] = *p
+		}
+		engine, err := policy.Compile(pols, app.Environment, policy.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		app.policies = engine
 		if err := app.provisionAuth(); err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +108,7 @@ func serve(h *Handler, r *http.Request, local string) *httptest.ResponseRecorder
 }
 
 func TestRoutingByHostAndPath(t *testing.T) {
-	app := &App{Tenants: []*TenantConfig{{Name: "acme"}, {Name: "globex"}}}
+	app := &App{Policies: allowAll, Tenants: []*TenantConfig{{Name: "acme"}, {Name: "globex"}}}
 	h, proxies := testHandler(t, app,
 		&ServerConfig{Name: "acme-path", Tenant: "acme", Path: "/acme/mcp", Upstream: "http://127.0.0.1:1/", Anonymous: true},
 		&ServerConfig{Name: "globex-path", Tenant: "globex", Path: "/globex/mcp", Upstream: "http://127.0.0.1:1/", Anonymous: true},
@@ -115,7 +132,7 @@ func TestRoutingByHostAndPath(t *testing.T) {
 		{"acme.test", "/ACME/mcp", ""},
 	}
 	for _, c := range cases {
-		r := httptest.NewRequest(http.MethodPost, "http://"+c.host+c.path, nil)
+		r := httptest.NewRequest(http.MethodPost, "http://"+c.host+c.path, strings.NewReader(pingBody))
 		r.Host = c.host
 		w := serve(h, r, "")
 		got := w.Header().Get("X-Upstream")
@@ -135,9 +152,9 @@ func TestRoutingByHostAndPath(t *testing.T) {
 }
 
 func TestClientCredentialsNeverForwarded(t *testing.T) {
-	h, proxies := testHandler(t, &App{Tenants: []*TenantConfig{{Name: "acme"}}},
+	h, proxies := testHandler(t, &App{Policies: allowAll, Tenants: []*TenantConfig{{Name: "acme"}}},
 		&ServerConfig{Name: "pub", Tenant: "acme", Upstream: "http://127.0.0.1:1/", Anonymous: true})
-	r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/mcp", nil)
+	r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/mcp", strings.NewReader(pingBody))
 	r.Header.Set("Authorization", "Bearer agent-secret")
 	r.Header.Set("Cookie", "session=agent-cookie")
 	serve(h, r, "")
@@ -151,7 +168,7 @@ func TestClientCredentialsNeverForwarded(t *testing.T) {
 }
 
 func TestProtectedServerRefusesWithoutToken(t *testing.T) {
-	h, proxies := testHandler(t, &App{Tenants: []*TenantConfig{{Name: "acme"}}, Issuers: []*IssuerConfig{{Issuer: "http://127.0.0.1:1", JWKSURI: "http://127.0.0.1:1/jwks"}}},
+	h, proxies := testHandler(t, &App{Policies: allowAll, Tenants: []*TenantConfig{{Name: "acme"}}, Issuers: []*IssuerConfig{{Issuer: "http://127.0.0.1:1", JWKSURI: "http://127.0.0.1:1/jwks"}}},
 		&ServerConfig{Name: "billing", Tenant: "acme", Path: "/acme/billing/mcp", Upstream: "http://127.0.0.1:1/", Require: []string{"mcp:read", "mcp:billing"}})
 	r := httptest.NewRequest(http.MethodPost, "http://gw.test/acme/billing/mcp", nil)
 	w := serve(h, r, "")
@@ -168,7 +185,7 @@ func TestProtectedServerRefusesWithoutToken(t *testing.T) {
 }
 
 func TestOriginCheck(t *testing.T) {
-	h, proxies := testHandler(t, &App{Tenants: []*TenantConfig{{Name: "acme"}}},
+	h, proxies := testHandler(t, &App{Policies: allowAll, Tenants: []*TenantConfig{{Name: "acme"}}},
 		&ServerConfig{Name: "loop", Tenant: "acme", Path: "/mcp", Upstream: "http://127.0.0.1:1/", Anonymous: true,
 			AllowedOrigins: []string{"https://app.acme.example"}},
 		&ServerConfig{Name: "res", Tenant: "acme", Path: "/res/mcp", Upstream: "http://127.0.0.1:1/", Anonymous: true,
@@ -190,7 +207,7 @@ func TestOriginCheck(t *testing.T) {
 		{"not resource origin", "evil.example.com", "/res/mcp", "http://evil.example.com", "10.0.0.1:443", 403},
 	}
 	for _, c := range cases {
-		r := httptest.NewRequest(http.MethodPost, "http://"+c.host+c.path, nil)
+		r := httptest.NewRequest(http.MethodPost, "http://"+c.host+c.path, strings.NewReader(pingBody))
 		r.Host = c.host
 		if c.origin != "" {
 			r.Header.Set("Origin", c.origin)
@@ -209,6 +226,7 @@ func TestOriginCheck(t *testing.T) {
 
 func TestMetadataDocument(t *testing.T) {
 	app := &App{
+		Policies: allowAll,
 		Issuers: []*IssuerConfig{{Issuer: "https://auth.example.com"}},
 		Tenants: []*TenantConfig{{Name: "acme", Issuers: []*IssuerConfig{{Issuer: "https://login.acme.example"}}}, {Name: "globex"}},
 	}
@@ -253,7 +271,7 @@ func TestMetadataDocument(t *testing.T) {
 }
 
 func TestDuplicateRouteRefused(t *testing.T) {
-	app := &App{Tenants: []*TenantConfig{{Name: "acme"}}}
+	app := &App{Policies: allowAll, Tenants: []*TenantConfig{{Name: "acme"}}}
 	app.tenants = map[string]*TenantConfig{"acme": app.Tenants[0]}
 	rt := newRouter(2)
 	for i, name := range []string{"a", "b"} {
@@ -274,7 +292,7 @@ func TestDuplicateRouteRefused(t *testing.T) {
 func BenchmarkDispatch(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
-			app := &App{Tenants: []*TenantConfig{{Name: "t"}}}
+			app := &App{Policies: allowAll, Tenants: []*TenantConfig{{Name: "t"}}}
 			cfgs := make([]*ServerConfig, n)
 			for i := range cfgs {
 				cfgs[i] = &ServerConfig{Name: fmt.Sprintf("s%d", i), Tenant: "t", Path: fmt.Sprintf("/t%d/mcp", i),

@@ -1,0 +1,62 @@
+package caddymcp
+
+import (
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// audit writes the one entry per decision on logger `mcp.audit` (SPEC step
+// 9). It never carries a token or secret: the token appears as a short hash
+// prefix at most.
+func (h *Handler) audit(r *http.Request, x *exchange, decision string, upstreamStatus int, latency time.Duration) {
+	ce := h.app.audit.Check(zapcore.InfoLevel, "decision")
+	if ce == nil {
+		return
+	}
+	fields := make([]zap.Field, 0, 18)
+	fields = append(fields,
+		zap.String("decision_id", x.decisionID),
+		zap.String("decision", decision),
+		zap.String("tenant", x.srv.cfg.Tenant),
+		zap.String("server", x.srv.cfg.Name),
+		zap.String("method", x.method),
+	)
+	if x.tool != "" {
+		fields = append(fields, zap.String("tool", x.tool))
+	}
+	if x.id != nil {
+		fields = append(fields,
+			zap.String("agent", x.id.Agent),
+			zap.String("subject", x.id.Subject),
+			zap.String("issuer", x.id.Issuer),
+			zap.String("token_hash", x.id.TokenHash),
+		)
+	} else {
+		fields = append(fields, zap.Bool("anonymous", true))
+	}
+	d := &x.decision
+	if d.Policy != "" {
+		fields = append(fields, zap.String("policy", d.Policy))
+	}
+	if d.Reason != "" {
+		fields = append(fields, zap.String("reason", d.Reason))
+	}
+	if d.WouldDeny {
+		fields = append(fields, zap.String("would_deny_policy", d.WouldPolicy), zap.String("would_deny_reason", d.WouldReason))
+	}
+	if len(d.StepUpScopes) > 0 {
+		fields = append(fields, zap.Strings("step_up_scopes", d.StepUpScopes))
+	}
+	if x.protocol != "" {
+		fields = append(fields, zap.String("protocol", x.protocol))
+	}
+	fields = append(fields,
+		zap.String("client_ip", clientIP(r).String()),
+		zap.Int("upstream_status", upstreamStatus),
+		zap.Duration("latency", latency),
+	)
+	ce.Write(fields...)
+}

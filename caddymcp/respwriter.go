@@ -1,0 +1,127 @@
+package caddymcp
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddymcp/gateway/mcpmsg"
+)
+
+// respWriter sits between reverse_proxy and the client. It records the
+// upstream's status for the audit entry and, when the agent may not call
+// every tool, filters tools/list results: a JSON body is filtered whole, an
+// SSE stream event by event as it arrives (never buffered beyond the
+// current event). Other responses pass straight through.
+type respWriter struct {
+	http.ResponseWriter
+	status int
+
+	// filtering (nil allow: none)
+	allow   func(name string) bool
+	ids     []json.RawMessage
+	private bool
+
+	mode    int // 0 undecided, 1 pass, 2 JSON buffered, 3 SSE
+	buf     bytes.Buffer
+	sse     *mcpmsg.SSEFilter
+	failed  bool
+	flusher *http.ResponseController
+}
+
+const (
+	modePass = iota + 1
+	modeJSON
+	modeSSE
+)
+
+func (w *respWriter) WriteHeader(code int) {
+	if w.status != 0 {
+		return
+	}
+	if code >= 100 && code < 200 {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.status = code
+	if w.allow == nil || code != http.StatusOK {
+		w.mode = modePass
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	ct := strings.ToLower(w.Header().Get("Content-Type"))
+	switch {
+	case strings.HasPrefix(ct, "application/json"):
+		w.mode = modeJSON
+		w.Header().Del("Content-Length")
+		// WriteHeader is deferred until the filtered body is known.
+	case strings.HasPrefix(ct, "text/event-stream"):
+		w.mode = modeSSE
+		w.Header().Del("Content-Length")
+		w.ResponseWriter.WriteHeader(code)
+		w.flusher = http.NewResponseController(w.ResponseWriter)
+		w.sse = mcpmsg.NewSSEFilter(w.ResponseWriter, func() { _ = w.flusher.Flush() },
+			mcpmsg.ToolsListTransform(w.ids, w.allow, w.private))
+	default:
+		w.mode = modePass
+		w.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (w *respWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	switch w.mode {
+	case modeJSON:
+		return w.buf.Write(p)
+	case modeSSE:
+		return w.sse.Write(p)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush implements http.Flusher (reverse_proxy flushes SSE per event).
+func (w *respWriter) Flush() {
+	if w.mode == modeJSON {
+		return
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// finish completes a filtered response once the upstream is done.
+func (w *respWriter) finish() error {
+	switch w.mode {
+	case modeJSON:
+		out, err := mcpmsg.FilterToolsList(w.buf.Bytes(), w.allow, w.private)
+		if err != nil {
+			// Never pass on a list the gateway could not filter.
+			w.failed = true
+			w.status = http.StatusBadGateway
+			w.Header().Set("Content-Type", "application/json")
+			w.ResponseWriter.WriteHeader(http.StatusBadGateway)
+			_, werr := w.ResponseWriter.Write(mcpmsg.ErrorResponse(firstID(w.ids), mcpmsg.CodeGatewayError,
+				"Upstream tools/list result could not be filtered", nil))
+			return werr
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+		w.ResponseWriter.WriteHeader(http.StatusOK)
+		_, err = w.ResponseWriter.Write(out)
+		return err
+	case modeSSE:
+		return w.sse.Close()
+	}
+	return nil
+}
+
+func firstID(ids []json.RawMessage) json.RawMessage {
+	if len(ids) == 1 {
+		return ids[0]
+	}
+	return nil
+}
