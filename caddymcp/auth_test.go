@@ -67,8 +67,8 @@ func TestAuthenticatedRequests(t *testing.T) {
 	other := newTestIssuer(t)
 	app := &App{
 		Policies: allowAll,
-		Issuers: []*IssuerConfig{{Issuer: iss.url, JWKSURI: iss.url + "/jwks", TenantClaim: "tenant"}},
-		Tenants: []*TenantConfig{{Name: "acme"}, {Name: "globex"}},
+		Issuers:  []*IssuerConfig{{Issuer: iss.url, JWKSURI: iss.url + "/jwks", TenantClaim: "tenant"}},
+		Tenants:  []*TenantConfig{{Name: "acme"}, {Name: "globex"}},
 	}
 	h, proxies := testHandler(t, app,
 		&ServerConfig{Name: "acme", Tenant: "acme", Path: "/acme/mcp", Upstream: "http://127.0.0.1:1/", Require: []string{"mcp:read"}},

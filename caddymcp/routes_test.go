@@ -227,8 +227,8 @@ func TestOriginCheck(t *testing.T) {
 func TestMetadataDocument(t *testing.T) {
 	app := &App{
 		Policies: allowAll,
-		Issuers: []*IssuerConfig{{Issuer: "https://auth.example.com"}},
-		Tenants: []*TenantConfig{{Name: "acme", Issuers: []*IssuerConfig{{Issuer: "https://login.acme.example"}}}, {Name: "globex"}},
+		Issuers:  []*IssuerConfig{{Issuer: "https://auth.example.com"}},
+		Tenants:  []*TenantConfig{{Name: "acme", Issuers: []*IssuerConfig{{Issuer: "https://login.acme.example"}}}, {Name: "globex"}},
 	}
 	h, _ := testHandler(t, app,
 		&ServerConfig{Name: "acme-billing", Tenant: "acme", Path: "/acme/billing/mcp", Upstream: "http://127.0.0.1:1/",
