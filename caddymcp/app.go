@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/gateway/policy"
+	"github.com/caddymcp/gateway/sessions"
 )
 
 func init() {
@@ -28,6 +29,10 @@ type App struct {
 	Cache *CacheConfig `json:"cache,omitempty"`
 	// Tenants with their issuers and connections.
 	Tenants []*TenantConfig `json:"tenants,omitempty"`
+	// Key sealing Mcp-Session-Id values: 32 random bytes, base64 (usually
+	// a {file.*} or {env.*} placeholder). Default: generated once and kept
+	// in Caddy storage, so instances sharing the storage share it.
+	SessionKey string `json:"session_key,omitempty"`
 	// Policies, in configuration order (order never changes a decision:
 	// deny wins).
 	Policies []*PolicyConfig `json:"policies,omitempty"`
@@ -39,6 +44,9 @@ type App struct {
 	auth     *authState
 	policies *policy.Engine
 	audit    *zap.Logger
+	sealer   *sessions.Sealer
+	idle     *idleTracker
+	idleHeld bool
 
 	mu      sync.Mutex
 	servers map[string]bool // names provisioned by mcp_gateway handlers
@@ -78,12 +86,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.policies = engine
+	if err := a.provisionSessions(ctx); err != nil {
+		return fmt.Errorf("sessions: %v", err)
+	}
 	return a.provisionAuth()
 }
 
 // Cleanup releases shared state held by this config.
 func (a *App) Cleanup() error {
 	a.cleanupAuth()
+	a.cleanupSessions()
 	return nil
 }
 

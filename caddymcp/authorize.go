@@ -43,6 +43,8 @@ type exchange struct {
 	// filterIDs are the ids of tools/list requests whose responses must be
 	// filtered for this agent; empty when no filtering is needed.
 	filterIDs []json.RawMessage
+	// the client's sealed Mcp-Session-Id and the upstream's id inside it
+	sealedSession, upstreamSession string
 }
 
 func newDecisionID() string {

@@ -191,6 +191,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return err
 	}
 
+	if ok, err := h.openSession(w, r, x); !ok {
+		return err
+	}
+
 	// Step 7 (part): the client's own credentials never go upstream.
 	r.Header.Del("Authorization")
 	r.Header.Del("Cookie")
@@ -201,6 +205,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		r = r.WithContext(ctx)
 	}
 	rw := &respWriter{ResponseWriter: w}
+	rw.onHeader = func(hdr http.Header) {
+		if err := h.sealSession(hdr, x); err != nil {
+			h.logger.Warn("upstream session id not sealed", zap.String("server", srv.cfg.Name), zap.Error(err))
+		}
+	}
 	if len(x.filterIDs) > 0 {
 		effective := x.decision.Effective
 		tools := srv.tools

@@ -18,6 +18,8 @@ import (
 type respWriter struct {
 	http.ResponseWriter
 	status int
+	// onHeader runs once on the response headers before they are sent.
+	onHeader func(http.Header)
 
 	// filtering (nil allow: none)
 	allow   func(name string) bool
@@ -46,6 +48,9 @@ func (w *respWriter) WriteHeader(code int) {
 		return
 	}
 	w.status = code
+	if w.onHeader != nil {
+		w.onHeader(w.Header())
+	}
 	if w.allow == nil || code != http.StatusOK {
 		w.mode = modePass
 		w.ResponseWriter.WriteHeader(code)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -34,6 +35,8 @@ type server struct {
 	// anonScopes stands for the token of an anonymous caller: every scope
 	// the server mentions, so what policies for agents * grant decides.
 	anonScopes []string
+
+	sessionTTL, sessionIdle time.Duration
 }
 
 // CORS headers for browser-based clients on allowed Origins.
@@ -70,6 +73,16 @@ func newServer(cfg *ServerConfig, app *App) (*server, error) {
 	}
 	for _, o := range cfg.AllowedOrigins {
 		s.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = struct{}{}
+	}
+	s.sessionTTL = defaultSessionTTL
+	if cfg.Session != nil {
+		if cfg.Session.TTL > 0 {
+			s.sessionTTL = time.Duration(cfg.Session.TTL)
+		}
+		s.sessionIdle = time.Duration(cfg.Session.Idle)
+		if s.sessionIdle > 0 && app.idle != nil {
+			app.idle.noteIdle(s.sessionIdle)
+		}
 	}
 	var err error
 	if s.tools, err = compileRules("tool", cfg.Tools); err != nil {

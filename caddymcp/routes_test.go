@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddymcp/gateway/policy"
+	"github.com/caddymcp/gateway/sessions"
 )
 
 const pingBody = `{"jsonrpc":"2.0","id":1,"method":"ping"}`
@@ -60,6 +61,9 @@ func testHandler(t testing.TB, app *App, cfgs ...*ServerConfig) (*Handler, map[s
 			t.Fatal(err)
 		}
 		app.policies = engine
+		key, _ := sessions.NewKey()
+		app.sealer, _ = sessions.NewSealer(key)
+		app.idle = newIdleTracker()
 		if err := app.provisionAuth(); err != nil {
 			t.Fatal(err)
 		}
