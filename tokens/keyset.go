@@ -49,15 +49,16 @@ type KeySet struct {
 
 	table atomic.Pointer[keyTable]
 
-	mu        sync.Mutex
-	inflight  *fetchCall
-	lastFetch time.Time // start of the last fetch attempt
-	jwksURI   string    // configured, or discovered (reset when a fetch fails)
-	started   bool
-	closed    bool
-	ctx       context.Context // lifetime of background work
-	cancel    context.CancelFunc
-	loopDone  chan struct{}
+	mu          sync.Mutex
+	inflight    *fetchCall
+	lastFetch   time.Time // start of the last fetch attempt
+	lastKidMiss time.Time // start of the last fetch caused by an unknown kid
+	jwksURI     string    // configured, or discovered (reset when a fetch fails)
+	started     bool
+	closed      bool
+	ctx         context.Context // lifetime of background work
+	cancel      context.CancelFunc
+	loopDone    chan struct{}
 
 	// timing; tests shorten these
 	minInterval, maxInterval, defInterval, kidMissGap, retryMin time.Duration
@@ -251,13 +252,16 @@ func (ks *KeySet) refresh(ctx context.Context, force bool) error {
 	}
 	c := ks.inflight
 	if c == nil {
-		if !force && time.Since(ks.lastFetch) < ks.kidMissGap {
+		// Only unknown-kid fetches count against the rate limit: a key
+		// rotated just after a scheduled refresh must still be picked up.
+		if !force && time.Since(ks.lastKidMiss) < ks.kidMissGap {
 			ks.mu.Unlock()
 			ks.rateLimited.Add(1)
 			return errRateLimited
 		}
 		if !force {
 			ks.kidMissFetches.Add(1)
+			ks.lastKidMiss = time.Now()
 		}
 		c = &fetchCall{done: make(chan struct{})}
 		ks.inflight = c
