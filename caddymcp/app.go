@@ -7,8 +7,10 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddymcp/gateway/connections"
 	"github.com/caddymcp/gateway/policy"
 	"github.com/caddymcp/gateway/sessions"
+	"github.com/caddymcp/gateway/tokens"
 )
 
 func init() {
@@ -48,8 +50,14 @@ type App struct {
 	idle     *idleTracker
 	idleHeld bool
 
-	mu      sync.Mutex
-	servers map[string]bool // names provisioned by mcp_gateway handlers
+	minter       *tokens.Minter
+	connCache    *tokens.ConnCache
+	connCacheKey string
+	conns        map[string]map[string]*connections.Connection // tenant -> name
+
+	mu         sync.Mutex
+	servers    map[string]bool // names provisioned by mcp_gateway handlers
+	serverObjs map[string]*server
 }
 
 // CaddyModule returns the Caddy module information.
@@ -89,13 +97,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionSessions(ctx); err != nil {
 		return fmt.Errorf("sessions: %v", err)
 	}
-	return a.provisionAuth()
+	if err := a.provisionAuth(); err != nil {
+		return err
+	}
+	if err := a.provisionMinter(ctx); err != nil {
+		return err
+	}
+	return a.provisionConnections(ctx)
 }
 
 // Cleanup releases shared state held by this config.
 func (a *App) Cleanup() error {
 	a.cleanupAuth()
 	a.cleanupSessions()
+	a.cleanupConnections()
 	return nil
 }
 
@@ -133,13 +148,27 @@ var (
 	_ caddy.CleanerUpper = (*App)(nil)
 )
 
-// registerServer records a server name provisioned by a handler, so Start
-// can check that policies name existing servers.
-func (a *App) registerServer(name string) {
+// registerServer records a server provisioned by a handler: names are
+// unique across every mcp_gateway of the config (policies and resource
+// tokens name servers), and Start checks that policies name existing ones.
+func (a *App) registerServer(s *server) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.servers == nil {
 		a.servers = make(map[string]bool)
+		a.serverObjs = make(map[string]*server)
 	}
-	a.servers[name] = true
+	if a.servers[s.cfg.Name] {
+		return fmt.Errorf("server name %s is used twice (server names are unique across all mcp_gateway handlers)", s.cfg.Name)
+	}
+	a.servers[s.cfg.Name] = true
+	a.serverObjs[s.cfg.Name] = s
+	return nil
+}
+
+// serverByName returns a provisioned server, or nil.
+func (a *App) serverByName(name string) *server {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.serverObjs[name]
 }

@@ -147,7 +147,7 @@ func (a *App) issuersFor(tenant string) []*tokens.KeySet {
 
 // authenticate is step 3 of the pipeline. It returns the agent's identity,
 // or writes the RFC 6750 challenge and returns nil.
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, srv *server) (*tokens.Identity, error) {
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, srv *server, x *exchange) (*tokens.Identity, error) {
 	raw, err := tokens.BearerToken(r)
 	if err != nil {
 		var te *tokens.Error
@@ -168,6 +168,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, srv *serv
 		h.logAuthFailure(srv, raw, te)
 		return nil, srv.challenge(w, r, te.Status, te.Code, te.Description)
 	}
+	x.rawToken = raw
 	return id, nil
 }
 

@@ -43,6 +43,9 @@ type exchange struct {
 	// filterIDs are the ids of tools/list requests whose responses must be
 	// filtered for this agent; empty when no filtering is needed.
 	filterIDs []json.RawMessage
+	// rawToken is the agent's access token: only ever the subject of a
+	// token_exchange connection, never logged, never forwarded.
+	rawToken string
 	// the client's sealed Mcp-Session-Id and the upstream's id inside it
 	sealedSession, upstreamSession string
 }

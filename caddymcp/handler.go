@@ -82,7 +82,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := h.router.add(srv); err != nil {
 			return err
 		}
-		app.registerServer(cfg.Name)
+		if err := app.registerServer(srv); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -106,6 +108,9 @@ func (h *Handler) provisionServer(ctx caddy.Context, cfg *ServerConfig) (*server
 		return nil, fmt.Errorf("reverse_proxy module %T is not an HTTP handler", mod)
 	}
 	srv.proxy = proxy
+	if srv.conn, err = h.app.serverConnection(cfg); err != nil {
+		return nil, err
+	}
 	return srv, nil
 }
 
@@ -123,6 +128,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			if m := h.router.lookupMetadata(r.Host, r.URL.Path); m != nil {
 				return m.serveMetadata(w, r)
 			}
+			if r.URL.Path == jwksPath {
+				return h.serveJWKS(w, r)
+			}
+		}
+		if h.TokenEndpoint != "" && r.URL.Path == h.TokenEndpoint {
+			return h.serveTokenEndpoint(w, r)
 		}
 		return next.ServeHTTP(w, r)
 	}
@@ -152,7 +163,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	x := &exchange{srv: srv, method: r.Method, decisionID: newDecisionID()}
 	if !srv.cfg.Anonymous {
-		id, err := h.authenticate(w, r, srv)
+		id, err := h.authenticate(w, r, srv, x)
 		if id == nil {
 			return err
 		}
@@ -195,9 +206,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return err
 	}
 
-	// Step 7 (part): the client's own credentials never go upstream.
-	r.Header.Del("Authorization")
-	r.Header.Del("Cookie")
+	// Step 7: the client's own credentials never go upstream; the
+	// connection's are injected instead.
+	if ok, err := h.injectCredentials(w, r, x); !ok {
+		return err
+	}
 
 	if r.Method == http.MethodPost {
 		ctx, done := detach(r.Context(), detachGrace)

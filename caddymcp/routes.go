@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddymcp/gateway/connections"
 	"github.com/caddymcp/gateway/policy"
 	"github.com/caddymcp/gateway/tokens"
 )
@@ -37,6 +38,9 @@ type server struct {
 	anonScopes []string
 
 	sessionTTL, sessionIdle time.Duration
+
+	// conn supplies the upstream's credentials (nil: none).
+	conn *connections.Connection
 }
 
 // CORS headers for browser-based clients on allowed Origins.

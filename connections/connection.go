@@ -80,6 +80,11 @@ type Request struct {
 	// tokens).
 	Subject  string
 	ClientID string
+	// Groups and Server go into resource tokens (claims "groups" and
+	// "mcp_server"), so the gateway's token endpoint can evaluate policy
+	// for the original agent at that server.
+	Groups []string
+	Server string
 }
 
 // Credential is what to inject for one request. String never shows it.
@@ -282,6 +287,14 @@ func (c *Connection) Name() string   { return c.spec.Name }
 func (c *Connection) Tenant() string { return c.spec.Tenant }
 func (c *Connection) Kind() Kind     { return c.kind }
 
+// Audience is the audience of a resource_token connection ("" otherwise).
+func (c *Connection) Audience() string {
+	if c.spec.ResourceToken == nil {
+		return ""
+	}
+	return c.spec.ResourceToken.Audience
+}
+
 // Fingerprint identifies the configuration (a hash that includes the
 // secrets; it is not reversible and only used in cache keys).
 func (c *Connection) Fingerprint() string { return c.fp }
@@ -384,12 +397,14 @@ func (c *Connection) resourceToken(ctx context.Context, req Request) (Credential
 	kid := c.minter.KeyID()
 	key := tokens.ConnCacheKey{
 		Tenant: c.spec.Tenant, Connection: c.spec.Name, Fingerprint: c.fp, Scopes: scopes,
-		Subject: "rt\x00" + c.minter.Issuer() + "\x00" + kid + "\x00" + req.Subject + "\x00" + req.ClientID,
+		Subject: "rt\x00" + c.minter.Issuer() + "\x00" + kid + "\x00" + req.Subject + "\x00" + req.ClientID +
+			"\x00" + req.Server + "\x00" + strings.Join(req.Groups, "\x00"),
 	}
 	tok, err := c.cache.Get(ctx, key, func(context.Context) (*tokens.ConnectionToken, error) {
 		raw, claims, err := c.minter.Mint(tokens.MintRequest{
 			Audience: []string{c.spec.ResourceToken.Audience}, Subject: req.Subject, ClientID: req.ClientID,
 			Tenant: c.spec.Tenant, Scopes: scopes, TTL: c.spec.ResourceToken.TTL,
+			Groups: req.Groups, Server: req.Server,
 		})
 		if err != nil {
 			return nil, err

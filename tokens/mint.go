@@ -218,6 +218,12 @@ type MintRequest struct {
 	// Actor, when set, becomes act: {"sub": Actor} (RFC 8693 §4.1), e.g.
 	// the internal server that exchanged a token.
 	Actor string
+	// Groups are the agent's groups (claim "groups"), so policies naming
+	// groups can be evaluated again when the token is exchanged.
+	Groups []string
+	// Server is the gateway server the token was minted for (claim
+	// "mcp_server").
+	Server string
 }
 
 // ResourceClaims are the claims of a resource token.
@@ -229,6 +235,8 @@ type ResourceClaims struct {
 	Tenant   string
 	Scopes   []string
 	Actor    string
+	Groups   []string
+	Server   string
 	IssuedAt time.Time
 	Expiry   time.Time
 	ID       string // jti
@@ -244,6 +252,8 @@ type mintWire struct {
 	Tenant   string          `json:"tenant,omitempty"`
 	Scope    string          `json:"scope,omitempty"`
 	Act      *mintActor      `json:"act,omitempty"`
+	Groups   []string        `json:"groups,omitempty"`
+	Server   string          `json:"mcp_server,omitempty"`
 	Iat      int64           `json:"iat"`
 	Nbf      int64           `json:"nbf"`
 	Exp      int64           `json:"exp"`
@@ -458,12 +468,14 @@ func (m *Minter) Mint(req MintRequest) (string, *ResourceClaims, error) {
 	c := &ResourceClaims{
 		Issuer: m.issuer, Subject: req.Subject, Audience: slices.Clone(req.Audience),
 		ClientID: req.ClientID, Tenant: req.Tenant, Scopes: slices.Clone(req.Scopes), Actor: req.Actor,
+		Groups: slices.Clone(req.Groups), Server: req.Server,
 		IssuedAt: now, Expiry: now.Add(ttl), ID: base64.RawURLEncoding.EncodeToString(jti[:]),
 		KeyID: st.current.KeyID,
 	}
 	w := mintWire{
 		Iss: c.Issuer, Sub: c.Subject, ClientID: c.ClientID, Tenant: c.Tenant,
 		Scope: strings.Join(c.Scopes, " "), Iat: now.Unix(), Nbf: now.Unix(), Exp: c.Expiry.Unix(), Jti: c.ID,
+		Groups: c.Groups, Server: c.Server,
 	}
 	var err error
 	if len(c.Audience) == 1 {
@@ -538,6 +550,7 @@ func (m *Minter) VerifyResourceToken(raw string) (*ResourceClaims, error) {
 	c := &ResourceClaims{
 		Issuer: w.Iss, Subject: w.Sub, ClientID: w.ClientID, Tenant: w.Tenant,
 		Scopes: strings.Fields(w.Scope), IssuedAt: iat, Expiry: exp, ID: w.Jti, KeyID: h.KeyID(),
+		Groups: w.Groups, Server: w.Server,
 	}
 	if w.Act != nil {
 		c.Actor = w.Act.Sub
