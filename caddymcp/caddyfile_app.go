@@ -97,6 +97,19 @@ func unmarshalApp(d *caddyfile.Dispenser, app *App) error {
 			}
 			app.Environment = v
 
+		case "session_key":
+			if app.SessionKey != "" {
+				return d.Err("session_key already specified")
+			}
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			if err := validateSessionKey(v); err != nil {
+				return d.WrapErr(err)
+			}
+			app.SessionKey = v
+
 		case "issuer":
 			iss, err := parseIssuer(d)
 			if err != nil {

@@ -1,12 +1,14 @@
 package caddymcp
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -378,5 +380,23 @@ func TestGlobalOptionArgs(t *testing.T) {
 	want = "parsing caddyfile tokens for 'mcp_gateway': wrong argument count or unexpected line ending after 'on', at Caddyfile:2"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v\nwant %s", err, want)
+	}
+}
+
+func TestSessionKeyOption(t *testing.T) {
+	good := "{\n\tmcp {\n\t\tsession_key " + base64.StdEncoding.EncodeToString(make([]byte, 32)) + "\n\t}\n}\n:8080 {\n\trespond ok\n}\n"
+	if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(good), nil); err != nil {
+		t.Fatalf("good key refused: %v", err)
+	}
+	for _, v := range []string{"{env.MCP_SESSION_KEY}", "{file./run/secrets/mcp-session}"} {
+		cf := "{\n\tmcp {\n\t\tsession_key " + v + "\n\t}\n}\n:8080 {\n\trespond ok\n}\n"
+		if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil); err != nil {
+			t.Fatalf("%s refused: %v", v, err)
+		}
+	}
+	bad := "{\n\tmcp {\n\t\tsession_key c2hvcnQ=\n\t}\n}\n:8080 {\n\trespond ok\n}\n"
+	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(bad), nil)
+	if err == nil || !strings.Contains(err.Error(), "session_key must be 32 random bytes in base64") || !strings.Contains(err.Error(), "Caddyfile:3") {
+		t.Fatalf("short key: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package caddymcp
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddymcp/gateway/policy"
+	"github.com/caddymcp/gateway/sessions"
 )
 
 // This file holds every configuration check, as plain functions over the
@@ -50,6 +52,11 @@ func (a *App) Validate() error {
 	}
 	if err := validateIssuers(a.Issuers); err != nil {
 		return err
+	}
+	if a.SessionKey != "" {
+		if err := validateSessionKey(a.SessionKey); err != nil {
+			return err
+		}
 	}
 	if a.ResourceTokens != nil {
 		if err := validateResourceTokens(a.ResourceTokens); err != nil {
@@ -932,4 +939,18 @@ func checkHeaderValue(field, v string) error {
 
 func canonicalHeader(n string) string {
 	return textproto.CanonicalMIMEHeaderKey(n)
+}
+
+// validateSessionKey accepts a runtime placeholder (resolved at load) or
+// 32 bytes in base64.
+func validateSessionKey(v string) error {
+	if strings.HasPrefix(v, "{env.") || strings.HasPrefix(v, "{file.") {
+		return nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if k, err := enc.DecodeString(v); err == nil && len(k) == sessions.KeySize {
+			return nil
+		}
+	}
+	return fmt.Errorf("session_key must be %d random bytes in base64 (e.g. `head -c 32 /dev/urandom | base64`), or a {env.*} / {file.*} placeholder", sessions.KeySize)
 }
