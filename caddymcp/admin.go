@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -229,24 +229,30 @@ func connectionKind(app *App, tenant, name string) string {
 }
 
 // maskURL drops user info and query values (either may carry a
-// credential) from a URL for display.
+// credential) and the fragment from a URL for display. It works on the
+// text, so unresolved placeholders stay readable.
 func maskURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if u.User != nil {
-		u.User = url.User("REDACTED")
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			q[k] = []string{"REDACTED"}
+	s, _, _ := strings.Cut(raw, "#")
+	s, query, hasQuery := strings.Cut(s, "?")
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		end := strings.IndexByte(rest, '/')
+		if end < 0 {
+			end = len(rest)
 		}
-		u.RawQuery = q.Encode()
+		if at := strings.LastIndexByte(rest[:end], '@'); at >= 0 {
+			s = s[:i+3] + "REDACTED" + rest[at:]
+		}
 	}
-	u.Fragment, u.RawFragment = "", ""
-	return u.String()
+	if hasQuery {
+		parts := strings.Split(query, "&")
+		for j, p := range parts {
+			k, _, _ := strings.Cut(p, "=")
+			parts[j] = k + "=REDACTED"
+		}
+		s += "?" + strings.Join(parts, "&")
+	}
+	return s
 }
 
 // cacheInfo is the body of GET /mcp/cache.

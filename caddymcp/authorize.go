@@ -175,10 +175,9 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, x *exchange)
 				x.filterIDs = append(x.filterIDs, m.ID)
 			}
 		}
-		if len(msg.Batch) == 1 {
-			return true, nil
+		if len(msg.Batch) > 1 {
+			x.method, x.tool = "batch", ""
 		}
-		x.method, x.tool = "batch", ""
 		return true, nil
 	}
 	x.decision = h.decide(r, x, msg)
