@@ -14,7 +14,7 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("mcp_gateway", parseGatewayDirective)
-	httpcaddyfile.RegisterDirectiveOrder("mcp_gateway", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterDirectiveOrder("mcp_gateway", httpcaddyfile.Before, "respond")
 }
 
 // stateServerNames is the httpcaddyfile.Helper.State key holding the server

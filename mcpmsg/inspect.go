@@ -56,6 +56,8 @@ type Message struct {
 	// Name is params.name and URI params.uri, when they are strings.
 	Name    string
 	HasName bool
+	badName bool // params.name present but not a string
+	badURI  bool // params.uri present but not a string
 	URI     string
 	HasURI  bool
 	// ProtocolVersion is params._meta["io.modelcontextprotocol/protocolVersion"]
@@ -424,13 +426,18 @@ func (s *scanner) message(m *Message, depth int) {
 		} else {
 			m.Kind = KindNotification
 		}
+		// A name or uri that is present must be a string (an upstream that
+		// coerced another type could call something the gateway did not
+		// authorize). An absent one is left to the upstream to refuse with
+		// its own error for this request's id: nothing is targeted, so the
+		// request needs only what the `*` rules say.
 		switch m.Method {
 		case "tools/call", "prompts/get":
-			if !m.HasName {
+			if m.badName {
 				bad("params.name must be a string")
 			}
 		case "resources/read", "resources/subscribe", "resources/unsubscribe":
-			if !m.HasURI {
+			if m.badURI {
 				bad("params.uri must be a string")
 			}
 		}
@@ -483,6 +490,11 @@ func (s *scanner) params(m *Message, depth int) {
 					}
 				}
 			} else {
+				if which == 0 {
+					m.badName = true
+				} else {
+					m.badURI = true
+				}
 				s.value(depth + 1)
 			}
 		case 2: // _meta

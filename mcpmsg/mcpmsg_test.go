@@ -30,7 +30,11 @@ func TestInspectOK(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","inputResponses":null}}`,
 			Message{Kind: KindRequest, ID: json.RawMessage(`1`), Method: "tools/call", Name: "x", HasName: true}},
 		{`{"jsonrpc":"2.0","id":1,"method":"x","params":null}`, Message{Kind: KindRequest, ID: json.RawMessage(`1`), Method: "x"}},
-		{`{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"name":5}}`, Message{Kind: KindRequest, ID: json.RawMessage(`1`), Method: "completion/complete"}},
+		{`{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"name":5}}`, Message{Kind: KindRequest, ID: json.RawMessage(`1`), Method: "completion/complete", badName: true}},
+		// No name / uri at all: nothing is targeted; the upstream answers
+		// the malformed request with its own error for this id.
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`, Message{Kind: KindRequest, ID: json.RawMessage(`1`), Method: "tools/call"}},
+		{`{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{}}`, Message{Kind: KindRequest, ID: json.RawMessage(`1`), Method: "resources/subscribe"}},
 		{`{"jsonrpc":"2.0","id":1,"\u006dethod":"tools/list"}`, Message{Kind: KindRequest, ID: json.RawMessage(`1`), Method: "tools/list"}},
 	}
 	for _, c := range cases {
@@ -114,8 +118,8 @@ func TestInspectRefuses(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":1,"method":5}`, ErrInvalidRequest, -32600},
 		{`{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}`, ErrInvalidRequest, -32600},
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}`, ErrInvalidRequest, -32600},
-		{`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`, ErrInvalidRequest, -32600},
-		{`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"x"}}`, ErrInvalidRequest, -32600},
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}`, ErrInvalidRequest, -32600},
+		{`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":{"x":1}}}`, ErrInvalidRequest, -32600},
 		{`{"jsonrpc":"2.0","id":1,"method":"x","result":{}}`, ErrInvalidRequest, -32600},
 		{`{"jsonrpc":"2.0","id":1,"result":{},"error":{}}`, ErrInvalidRequest, -32600},
 		{`{"jsonrpc":"2.0","result":{}}`, ErrInvalidRequest, -32600},
