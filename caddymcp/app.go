@@ -39,9 +39,10 @@ type App struct {
 	// deny wins).
 	Policies []*PolicyConfig `json:"policies,omitempty"`
 
-	tenants map[string]*TenantConfig
-	logger  *zap.Logger
-	ctx     caddy.Context
+	tenants   map[string]*TenantConfig
+	tenantIdx map[string]*TenantConfig // findTenant's index (before provisioning)
+	logger    *zap.Logger
+	ctx       caddy.Context
 
 	auth     *authState
 	policies *policy.Engine

@@ -82,6 +82,15 @@ func unmarshalApp(d *caddyfile.Dispenser, app *App) error {
 		tok caddyfile.Token
 	}
 	var refs []tenantsRef
+	// name sets, so thousands of tenants and policies adapt in linear time
+	tenantNames := make(map[string]bool, len(app.Tenants))
+	for _, t := range app.Tenants {
+		tenantNames[t.Name] = true
+	}
+	policyNames := make(map[string]bool, len(app.Policies))
+	for _, p := range app.Policies {
+		policyNames[p.Name] = true
+	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch dir := d.Val(); dir {
 		case "environment":
@@ -146,9 +155,10 @@ func unmarshalApp(d *caddyfile.Dispenser, app *App) error {
 			if err != nil {
 				return err
 			}
-			if app.findTenant(t.Name) != nil {
+			if tenantNames[t.Name] {
 				return errAt(tok, errAlreadySpecified("tenant", t.Name))
 			}
+			tenantNames[t.Name] = true
 			app.Tenants = append(app.Tenants, t)
 
 		case "policy":
@@ -157,9 +167,10 @@ func unmarshalApp(d *caddyfile.Dispenser, app *App) error {
 			if err != nil {
 				return err
 			}
-			if slices.ContainsFunc(app.Policies, func(o *PolicyConfig) bool { return o.Name == p.Name }) {
+			if policyNames[p.Name] {
 				return errAt(tok, errAlreadySpecified("policy", p.Name))
 			}
+			policyNames[p.Name] = true
 			app.Policies = append(app.Policies, p)
 			if len(p.Tenants) > 0 {
 				refs = append(refs, tenantsRef{p, ttok})

@@ -106,18 +106,33 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// tenant returns the named tenant by a linear search (the app may not be
-// provisioned yet).
+// findTenant returns the named tenant (the app may not be provisioned
+// yet), through an index rebuilt whenever tenants were added, so checking
+// thousands of servers stays linear.
 func (a *App) findTenant(name string) *TenantConfig {
 	if a == nil {
 		return nil
 	}
-	for _, t := range a.Tenants {
-		if t != nil && t.Name == name {
-			return t
+	if len(a.tenantIdx) != len(a.Tenants) {
+		a.tenantIdx = make(map[string]*TenantConfig, len(a.Tenants))
+		for _, t := range a.Tenants {
+			if t != nil {
+				if _, dup := a.tenantIdx[t.Name]; !dup {
+					a.tenantIdx[t.Name] = t
+				}
+			}
+		}
+		if len(a.tenantIdx) != len(a.Tenants) {
+			// duplicates or nils: fall back to a search (Validate reports them)
+			for _, t := range a.Tenants {
+				if t != nil && t.Name == name {
+					return t
+				}
+			}
+			return nil
 		}
 	}
-	return nil
+	return a.tenantIdx[name]
 }
 
 // validateIssuers checks a list of issuers and that none is listed twice.

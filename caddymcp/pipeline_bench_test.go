@@ -1,0 +1,56 @@
+package caddymcp
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// BenchmarkPipeline measures the gateway's own per-request work for an
+// authenticated tools/call on a cache hit: routing, token validation (cached),
+// JSON-RPC inspection, policy, header hygiene and the response wrapper — the
+// upstream is an in-process stand-in. Compare with BenchmarkDispatch (routing
+// only) and the load figures in BENCHMARKS.md.
+func BenchmarkPipeline(b *testing.B) {
+	t := &testing.T{}
+	iss := newTestIssuer(t)
+	app := &App{
+		Policies: billingPolicies,
+		Issuers:  []*IssuerConfig{{Issuer: iss.url, JWKSURI: iss.url + "/jwks"}},
+		Tenants:  []*TenantConfig{{Name: "acme"}},
+	}
+	h, _ := testHandler(b, app, &ServerConfig{Name: "acme-billing", Tenant: "acme", Path: "/mcp", Upstream: "http://127.0.0.1:1/",
+		Require: []string{"mcp:read"},
+		Tools:   []ItemRule{{Match: "create_invoice", Scopes: []string{"mcp:write:invoices"}}, {Match: "*", Scopes: []string{"mcp:read"}}}})
+	tok := iss.token(t, "http://gw.test/mcp", map[string]any{"scope": "mcp:read mcp:write:invoices", "groups": []string{"internal"}})
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_invoice","arguments":{"id":"INV-1"}}}`
+	run := func() int {
+		r := httptest.NewRequest(http.MethodPost, "http://gw.test/mcp", strings.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set("Content-Type", "application/json")
+		return serve(h, r, "").Code
+	}
+	if code := run(); code != 200 {
+		b.Fatalf("status %d", code)
+	}
+	b.Run("audit=off", func(b *testing.B) {
+		app.audit = zap.NewNop()
+		b.ReportAllocs()
+		for b.Loop() {
+			run()
+		}
+	})
+	b.Run("audit=json-to-discard", func(b *testing.B) {
+		enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+		app.audit = zap.New(zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zap.InfoLevel)).Named("mcp.audit")
+		b.ReportAllocs()
+		for b.Loop() {
+			run()
+		}
+	})
+}
