@@ -241,6 +241,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if he, ok := err.(caddyhttp.HandlerError); ok && he.StatusCode != 0 {
 			status = he.StatusCode
 		}
+		if rw.status == 0 && status >= 500 {
+			// Nothing was sent yet: answer with a JSON-RPC error naming the
+			// server rather than Caddy's empty error page.
+			h.logger.Warn("upstream failed", zap.String("server", srv.cfg.Name), zap.Int("status", status), zap.Error(err))
+			var id []byte
+			if x.msg != nil {
+				id = x.msg.ID
+			}
+			h.audit(r, x, decision, status, time.Since(start))
+			return writeJSONRPC(w, status, mcpmsg.ErrorResponse(id, mcpmsg.CodeGatewayError,
+				"Upstream of server "+srv.cfg.Name+" is unavailable", nil))
+		}
 	}
 	h.audit(r, x, decision, status, time.Since(start))
 	return err

@@ -325,3 +325,21 @@ func BenchmarkDispatch(b *testing.B) {
 		})
 	}
 }
+
+type failingProxy struct{}
+
+func (failingProxy) ServeHTTP(http.ResponseWriter, *http.Request, caddyhttp.Handler) error {
+	return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("dial tcp 127.0.0.1:1: connection refused"))
+}
+
+func TestUpstreamDownIsJSONRPC502(t *testing.T) {
+	h, _ := testHandler(t, &App{Policies: allowAll, Tenants: []*TenantConfig{{Name: "acme"}}},
+		&ServerConfig{Name: "pub", Tenant: "acme", Upstream: "http://127.0.0.1:1/", Anonymous: true})
+	h.router.lookup("x", "/mcp").proxy = failingProxy{}
+	r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":"q","method":"ping"}`))
+	w := serve(h, r, "")
+	want := `{"jsonrpc":"2.0","id":"q","error":{"code":-32000,"message":"Upstream of server pub is unavailable"}}`
+	if w.Code != 502 || strings.TrimSpace(w.Body.String()) != want {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+}
