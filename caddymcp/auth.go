@@ -133,7 +133,10 @@ func (a *App) cleanupAuth() {
 	if a.auth.cacheKey != "" {
 		_, _ = tokenCachePool.Delete(a.auth.cacheKey)
 	}
-	a.auth = nil
+	// a.auth stays: after a reload, requests still running in this
+	// config's handlers keep using it (Caddy cleans up the old config
+	// while its requests drain). The pools only drop their references.
+	a.auth.poolKeys, a.auth.cacheKey = nil, ""
 }
 
 // issuersFor returns the key sets a server of tenant trusts: the tenant's
