@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -48,6 +49,9 @@ type exchange struct {
 	rawToken string
 	// the client's sealed Mcp-Session-Id and the upstream's id inside it
 	sealedSession, upstreamSession string
+	sessionCreated                 time.Time
+	// affinity is the upstream-affinity cookie sealed in the session.
+	affinity string
 }
 
 func newDecisionID() string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/gateway/mcpmsg"
@@ -108,6 +109,11 @@ func (h *Handler) provisionServer(ctx caddy.Context, cfg *ServerConfig) (*server
 		return nil, fmt.Errorf("reverse_proxy module %T is not an HTTP handler", mod)
 	}
 	srv.proxy = proxy
+	if rp, ok := mod.(*reverseproxy.Handler); ok && rp.LoadBalancing != nil {
+		if c, ok := rp.LoadBalancing.SelectionPolicy.(*reverseproxy.CookieHashSelection); ok {
+			srv.stickyCookie = c.Name
+		}
+	}
 	if srv.conn, err = h.app.serverConnection(cfg); err != nil {
 		return nil, err
 	}

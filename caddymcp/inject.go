@@ -21,6 +21,7 @@ func (h *Handler) injectCredentials(w http.ResponseWriter, r *http.Request, x *e
 		r.Header.Del("Authorization")
 		r.Header.Del("Proxy-Authorization")
 		r.Header.Del("Cookie")
+		x.setAffinity(r)
 		return true, nil
 	}
 	req := connections.Request{Scopes: x.decision.Effective, SubjectToken: x.rawToken, Server: x.srv.cfg.Name}
@@ -47,5 +48,15 @@ func (h *Handler) injectCredentials(w http.ResponseWriter, r *http.Request, x *e
 	}
 	r.Header.Del("Cookie")
 	conn.Inject(r.Header, cred)
+	x.setAffinity(r)
 	return true, nil
+}
+
+// setAffinity sends the session's upstream-affinity cookie (after the
+// client's cookies were removed), so reverse_proxy's `lb_policy cookie`
+// keeps the session on the upstream instance that holds it.
+func (x *exchange) setAffinity(r *http.Request) {
+	if x.affinity != "" {
+		r.Header.Set("Cookie", x.affinity)
+	}
 }

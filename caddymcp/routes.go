@@ -39,6 +39,10 @@ type server struct {
 
 	sessionTTL, sessionIdle time.Duration
 
+	// stickyCookie is the cookie name of the proxy's `lb_policy cookie`
+	// ("" when the server does not use it).
+	stickyCookie string
+
 	// conn supplies the upstream's credentials (nil: none).
 	conn *connections.Connection
 }

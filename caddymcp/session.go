@@ -174,6 +174,7 @@ func (h *Handler) openSession(w http.ResponseWriter, r *http.Request, x *exchang
 	}
 	r.Header.Set(sessionHeader, sess.UpstreamID)
 	x.sealedSession, x.upstreamSession = sealed, sess.UpstreamID
+	x.sessionCreated, x.affinity = sess.Created, sess.Affinity
 	if r.Method == http.MethodDelete && x.srv.sessionIdle > 0 {
 		h.app.idle.forget(sealed)
 	}
@@ -190,17 +191,42 @@ func sessionNotFound(id []byte) []byte {
 // sealSession rewrites an upstream's Mcp-Session-Id response header into
 // the sealed id the client will see.
 func (h *Handler) sealSession(hdr http.Header, x *exchange) error {
+	affinity := x.affinity
+	if name := x.srv.stickyCookie; name != "" {
+		// reverse_proxy's `lb_policy cookie` names the upstream instance
+		// that served the request: it travels inside the sealed session id
+		// (the client never sees it) and comes back as a Cookie on the
+		// session's later requests.
+		kept := hdr["Set-Cookie"][:0]
+		for _, c := range hdr["Set-Cookie"] {
+			if v, ok := strings.CutPrefix(c, name+"="); ok {
+				v, _, _ = strings.Cut(v, ";")
+				affinity = name + "=" + v
+				continue
+			}
+			kept = append(kept, c)
+		}
+		if len(kept) == 0 {
+			hdr.Del("Set-Cookie")
+		} else {
+			hdr["Set-Cookie"] = kept
+		}
+	}
 	up := hdr.Get(sessionHeader)
 	if up == "" {
 		return nil
 	}
+	created := time.Now()
 	if up == x.upstreamSession {
-		// The upstream echoes the session the client presented: give the
-		// client back the id it holds (same creation time, same ttl).
-		hdr.Set(sessionHeader, x.sealedSession)
-		return nil
+		if affinity == x.affinity {
+			// The upstream echoes the session the client presented: give
+			// the client back the id it holds (same creation time, ttl).
+			hdr.Set(sessionHeader, x.sealedSession)
+			return nil
+		}
+		created = x.sessionCreated // same session, new upstream affinity
 	}
-	sealed, err := h.app.sealer.Seal(x.srv.cfg.Name, sessions.Session{UpstreamID: up, Agent: agentDigest(x.id), Created: time.Now()})
+	sealed, err := h.app.sealer.Seal(x.srv.cfg.Name, sessions.Session{UpstreamID: up, Agent: agentDigest(x.id), Created: created, Affinity: affinity})
 	if err != nil {
 		hdr.Del(sessionHeader)
 		return err

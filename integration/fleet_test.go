@@ -550,10 +550,14 @@ func seen(outs []stickyOutcome, upID string) bool {
 }
 
 // TestStickyUpstreamSessions: a server whose reverse_proxy balances two
-// upstream instances with `lb_policy header Mcp-Session-Id`, behind two
-// gateways of a fleet. The gateway replaces the sealed id by the
-// upstream's id before proxying, so the policy hashes the upstream's id,
-// the same on every gateway instance.
+// upstream instances with `lb_policy cookie`, behind two gateways of a
+// fleet. `lb_policy header Mcp-Session-Id` cannot work (initialize carries
+// no session id, so it lands at random, and later requests hash the id the
+// upstream chose, which may point to the other instance). With the cookie
+// policy, the gateway seals the cookie naming the instance that created the
+// session into the session id and sends it back on the session's later
+// requests; with the same cookie secret, every gateway of the fleet routes
+// the session to that instance.
 func TestStickyUpstreamSessions(t *testing.T) {
 	t.Parallel()
 	op := fleetProvider(t)
@@ -561,7 +565,7 @@ func TestStickyUpstreamSessions(t *testing.T) {
 	hostOf := func(u *upstream) string { return strings.TrimPrefix(u.srv.URL, "http://") }
 	proxy := fmt.Sprintf(`reverse_proxy {
 				to %s %s
-				lb_policy header Mcp-Session-Id
+				lb_policy cookie mcp_lb fleet-cookie-secret
 			}`, hostOf(u1), hostOf(u2))
 	portA := startFleetGateway(t, fleetKey, op.Issuer(), u1.URL, proxy)
 	portB := startFleetGateway(t, fleetKey, op.Issuer(), u1.URL, proxy)

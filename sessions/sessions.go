@@ -27,7 +27,7 @@ const KeySize = 32
 // MaxUpstreamID bounds the upstream session id a sealed id may carry.
 const MaxUpstreamID = 512
 
-const version = 1
+const version = 2
 
 // Errors returned by Open. All of them mean "unknown session" to a client
 // (HTTP 404, so it re-initializes).
@@ -46,6 +46,10 @@ type Session struct {
 	Agent [16]byte
 	// Created is when the session was created (second precision).
 	Created time.Time
+	// Affinity is an opaque upstream-affinity value (for example the
+	// reverse_proxy cookie naming the upstream instance that holds the
+	// session), at most 255 bytes.
+	Affinity string
 }
 
 // Sealer seals and opens session ids with one key.
@@ -96,11 +100,16 @@ func (s *Sealer) Seal(server string, sess Session) (string, error) {
 	if len(sess.UpstreamID) == 0 || len(sess.UpstreamID) > MaxUpstreamID {
 		return "", fmt.Errorf("sessions: upstream session id of %d bytes", len(sess.UpstreamID))
 	}
+	if len(sess.Affinity) > 255 {
+		return "", fmt.Errorf("sessions: affinity of %d bytes", len(sess.Affinity))
+	}
 	ns := s.aead.NonceSize()
-	plain := make([]byte, 0, 1+8+16+len(sess.UpstreamID))
+	plain := make([]byte, 0, 1+8+16+1+len(sess.Affinity)+len(sess.UpstreamID))
 	plain = append(plain, version)
 	plain = binary.BigEndian.AppendUint64(plain, uint64(sess.Created.Unix()))
 	plain = append(plain, sess.Agent[:]...)
+	plain = append(plain, byte(len(sess.Affinity)))
+	plain = append(plain, sess.Affinity...)
 	plain = append(plain, sess.UpstreamID...)
 
 	buf := make([]byte, ns, ns+len(plain)+s.aead.Overhead())
@@ -115,12 +124,12 @@ func (s *Sealer) Seal(server string, sess Session) (string, error) {
 // created it and that it is younger than ttl (0: no limit) at now.
 func (s *Sealer) Open(server, id string, agent [16]byte, ttl time.Duration, now time.Time) (*Session, error) {
 	ns := s.aead.NonceSize()
-	max := base64.RawURLEncoding.EncodedLen(ns + 1 + 8 + 16 + MaxUpstreamID + s.aead.Overhead())
+	max := base64.RawURLEncoding.EncodedLen(ns + 1 + 8 + 16 + 1 + 255 + MaxUpstreamID + s.aead.Overhead())
 	if len(id) > max {
 		return nil, ErrMalformed
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(id)
-	if err != nil || len(raw) < ns+s.aead.Overhead()+1+8+16+1 {
+	if err != nil || len(raw) < ns+s.aead.Overhead()+1+8+16+1+1 {
 		return nil, ErrMalformed
 	}
 	plain, err := s.aead.Open(nil, raw[:ns], raw[ns:], []byte(server))
@@ -130,9 +139,14 @@ func (s *Sealer) Open(server, id string, agent [16]byte, ttl time.Duration, now 
 	if plain[0] != version {
 		return nil, ErrMalformed
 	}
+	affEnd := 26 + int(plain[25])
+	if affEnd >= len(plain) {
+		return nil, ErrMalformed
+	}
 	sess := &Session{
 		Created:    time.Unix(int64(binary.BigEndian.Uint64(plain[1:9])), 0),
-		UpstreamID: string(plain[25:]),
+		Affinity:   string(plain[26:affEnd]),
+		UpstreamID: string(plain[affEnd:]),
 	}
 	copy(sess.Agent[:], plain[9:25])
 	if sess.Agent != agent {

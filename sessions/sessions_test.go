@@ -25,7 +25,7 @@ func TestSealOpen(t *testing.T) {
 	alice := AgentDigest("https://auth", "alice", "cursor")
 	bob := AgentDigest("https://auth", "bob", "cursor")
 	created := time.Unix(1_800_000_000, 0)
-	id, err := s.Seal("acme-billing", Session{UpstreamID: "UP-123", Agent: alice, Created: created})
+	id, err := s.Seal("acme-billing", Session{UpstreamID: "UP-123", Agent: alice, Created: created, Affinity: "lb=abc"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestSealOpen(t *testing.T) {
 		}
 	}
 	got, err := s.Open("acme-billing", id, alice, time.Hour, created.Add(time.Minute))
-	if err != nil || got.UpstreamID != "UP-123" || !got.Created.Equal(created) {
+	if err != nil || got.UpstreamID != "UP-123" || !got.Created.Equal(created) || got.Affinity != "lb=abc" {
 		t.Fatalf("open: %+v %v", got, err)
 	}
 
