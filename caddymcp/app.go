@@ -104,7 +104,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionMinter(ctx); err != nil {
 		return err
 	}
-	return a.provisionConnections(ctx)
+	if err := a.provisionConnections(ctx); err != nil {
+		return err
+	}
+	return a.provisionMetrics(ctx)
 }
 
 // Cleanup releases shared state held by this config.

@@ -12,6 +12,7 @@ import (
 // 9). It never carries a token or secret: the token appears as a short hash
 // prefix at most.
 func (h *Handler) audit(r *http.Request, x *exchange, decision string, upstreamStatus int, latency time.Duration) {
+	x.srv.metrics.observe(decision, &x.decision, upstreamStatus, latency)
 	ce := h.app.audit.Check(zapcore.InfoLevel, "decision")
 	if ce == nil {
 		return

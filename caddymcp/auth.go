@@ -153,6 +153,7 @@ func (a *App) issuersFor(tenant string) []*tokens.KeySet {
 func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, srv *server, x *exchange) (*tokens.Identity, error) {
 	raw, err := tokens.BearerToken(r)
 	if err != nil {
+		observeTokenValidation(err)
 		var te *tokens.Error
 		if errors.As(err, &te) {
 			h.logAuthFailure(srv, "", te)
@@ -165,6 +166,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, srv *serv
 		req = &tokens.Requirements{Issuers: srv.requirements.Issuers, Tenant: srv.cfg.Tenant, Audience: srv.resourceFor(r)}
 	}
 	id, err := h.app.auth.validator.Validate(r.Context(), raw, req)
+	observeTokenValidation(err)
 	if err != nil {
 		te := &tokens.Error{Status: http.StatusUnauthorized, Code: tokens.CodeInvalidToken, Description: "invalid token"}
 		errors.As(err, &te)

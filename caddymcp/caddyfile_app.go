@@ -18,7 +18,7 @@ func init() {
 }
 
 // parseGlobalOption parses the `mcp` global option into the mcp app. Syntax
-// (see docs/caddyfile.md):
+// (see the README's Caddyfile reference):
 //
 //	mcp {
 //		environment <name>

@@ -22,7 +22,7 @@ func init() {
 const stateServerNames = "mcp_gateway.server_names"
 
 // parseGatewayDirective parses the `mcp_gateway` site directive. Syntax
-// (see docs/caddyfile.md):
+// (see the README's Caddyfile reference):
 //
 //	mcp_gateway [<matcher>] {
 //		token_endpoint <path>

@@ -120,6 +120,9 @@ func explain(engine *policy.Engine, cfg *ServerConfig, req *ExplainRequest) (*Ex
 	if err != nil {
 		return nil, err
 	}
+	// A scope both required and named by the item rule counts once (the
+	// decision is the same either way; the report reads better).
+	need = dedupe(need)
 	in := &policy.Input{Server: cfg.Name, Tenant: cfg.Tenant, Need: need}
 	if req.IP != "" {
 		ip, err := netip.ParseAddr(strings.Trim(req.IP, "[]"))
@@ -168,6 +171,25 @@ func explain(engine *policy.Engine, cfg *ServerConfig, req *ExplainRequest) (*Ex
 	}
 	res.Result = res.Decision.AuditDecision()
 	return res, nil
+}
+
+func dedupe(list []string) []string {
+	for i := range list {
+		for j := 0; j < i; j++ {
+			if list[i] == list[j] {
+				out := make([]string, 0, len(list))
+				seen := make(map[string]bool, len(list))
+				for _, s := range list {
+					if !seen[s] {
+						seen[s] = true
+						out = append(out, s)
+					}
+				}
+				return out
+			}
+		}
+	}
+	return list
 }
 
 // explainTarget normalizes the method and the targeted item.

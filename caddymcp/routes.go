@@ -43,6 +43,8 @@ type server struct {
 	// ("" when the server does not use it).
 	stickyCookie string
 
+	metrics *serverMetrics
+
 	// conn supplies the upstream's credentials (nil: none).
 	conn *connections.Connection
 }
@@ -73,6 +75,7 @@ const wellKnownPRM = "/.well-known/oauth-protected-resource"
 
 func newServer(cfg *ServerConfig, app *App) (*server, error) {
 	s := &server{
+		metrics:    newServerMetrics(cfg.Name, cfg.Tenant),
 		cfg:        cfg,
 		tenant:     app.Tenant(cfg.Tenant),
 		host:       strings.ToLower(strings.TrimSuffix(cfg.Host, ".")),

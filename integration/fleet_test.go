@@ -21,7 +21,7 @@ import (
 
 // A fleet of gateways: several processes with the same session_key and
 // nothing else in common (each has its own Caddy storage), in front of the
-// same upstream. This is the configuration docs/fleet.md documents.
+// same upstream. This is the configuration the README section "Several instances behind a load balancer" documents.
 
 // fleetKey and otherKey are session keys (base64 of 32 bytes).
 var (
