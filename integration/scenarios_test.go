@@ -62,7 +62,9 @@ func statelessCall(ctx context.Context, hc *http.Client, endpoint, token, tool s
 	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
 	req.Header.Set("Mcp-Method", "tools/call")
 	req.Header.Set("Mcp-Name", tool)
-	req.Header.Set("Authorization", "Bearer "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	for k, v := range extra {
 		req.Header[k] = v
 	}

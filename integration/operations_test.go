@@ -1,0 +1,207 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/caddymcp/gateway/internal/oidctest"
+)
+
+// scrape returns the value of every sample of the Prometheus text format
+// whose series (name and labels, as printed) matches re, summed.
+func scrape(t *testing.T, adminAddr string, re *regexp.Regexp) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || !re.MatchString(line[:i]) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// TestMetricsAdminAndReload: after a scripted run through the real binary,
+// Caddy's metrics endpoint shows the gateway's counters with bounded
+// labels, the admin API lists servers without secrets and explains a
+// decision, and after `caddy reload` with a changed policy the counters are
+// kept and the next call follows the new policy.
+func TestMetricsAdminAndReload(t *testing.T) {
+	const apiKey = "ops-test-api-key-7f3e"
+	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+		oidctest.Client{ID: "partner-bot", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
+			Scopes: []string{"mcp:read", "mcp:write"}, Groups: []string{"partners"}, Subject: "partner-user"},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = op.Close() })
+	up := newUpstream(t, "ops")
+	port := freePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	global := func(extra string) string {
+		return fmt.Sprintf(`mcp {
+	issuer %s
+	tenant acme {
+		connection billing {
+			api_key X-Api-Key %s
+		}
+	}
+	policy partners {
+		allow
+		agents group:partners
+		scopes mcp:read
+	}
+	%s
+}`, op.Issuer(), apiKey, extra)
+	}
+	sites := fmt.Sprintf(`%s {
+	mcp_gateway {
+		server acme-ops {
+			tenant acme
+			path /ops/mcp
+			upstream %s
+			connection billing
+			require mcp:read
+			tool countdown mcp:write
+			tool * mcp:read
+		}
+	}
+}`, base, up.URL)
+	c := startCaddy(t, caddyConfig{Global: global(""), Sites: sites, WaitPorts: []int{port}})
+	ctx, cancel := testContext(t, 90)
+	defer cancel()
+	endpoint := base + "/ops/mcp"
+	tok, err := op.AgentToken(ctx, "partner-bot", endpoint, "mcp:read", "mcp:write")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := http.DefaultClient
+	// The scripted run: 3 allowed calls, 2 denied, 1 without a token.
+	for i := 0; i < 3; i++ {
+		if st, body, _ := statelessCall(ctx, hc, endpoint, tok, "whoami", nil); st != 200 || !strings.Contains(body, "upstream=ops") {
+			t.Fatalf("allowed call: %d %s", st, body)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if st, body, _ := statelessCall(ctx, hc, endpoint, tok, "countdown", nil); st != 200 || !strings.Contains(body, "Unknown tool: countdown") {
+			t.Fatalf("denied call: %d %s", st, body)
+		}
+	}
+	if st, _, _ := statelessCall(ctx, hc, endpoint, "", "whoami", nil); st != 401 {
+		t.Fatalf("no token: %d", st)
+	}
+
+	series := func(s string) *regexp.Regexp { return regexp.MustCompile(s) }
+	allow := series(`^caddy_mcp_decisions_total\{.*decision="allow".*server="acme-ops".*\}$`)
+	deny := series(`^caddy_mcp_decisions_total\{.*decision="deny".*server="acme-ops".*\}$`)
+	if got := scrape(t, c.AdminAddr, allow); got != 3 {
+		t.Errorf("allow decisions = %v, want 3", got)
+	}
+	if got := scrape(t, c.AdminAddr, deny); got != 2 {
+		t.Errorf("deny decisions = %v, want 2", got)
+	}
+	if got := scrape(t, c.AdminAddr, series(`^caddy_mcp_token_validations_total\{result="missing"\}$`)); got != 1 {
+		t.Errorf("missing-token validations = %v, want 1", got)
+	}
+	if got := scrape(t, c.AdminAddr, series(`^caddy_mcp_upstream_request_duration_seconds_count\{server="acme-ops"\}$`)); got != 3 {
+		t.Errorf("upstream latency observations = %v, want 3", got)
+	}
+	if got := scrape(t, c.AdminAddr, series(`^caddy_mcp_token_cache_hits_total$`)); got < 4 {
+		t.Errorf("token cache hits = %v, want >= 4", got)
+	}
+	// No token, subject or secret ever becomes a label.
+	resp, err := http.Get("http://" + c.AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, s := range []string{tok, apiKey, "partner-user", "partner-bot"} {
+		if strings.Contains(string(all), s) {
+			t.Errorf("metrics expose %.16s...", s)
+		}
+	}
+
+	// Admin API: servers without secrets; the explainer.
+	resp, err = http.Get("http://" + c.AdminAddr + "/mcp/servers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(servers), "acme-ops") || strings.Contains(string(servers), apiKey) {
+		t.Fatalf("/mcp/servers: %d %s", resp.StatusCode, servers)
+	}
+	explain := func() map[string]any {
+		body := `{"server":"acme-ops","method":"tools/call","tool":"countdown","client_id":"partner-bot","sub":"partner-user","groups":["partners"],"scopes":["mcp:read","mcp:write"]}`
+		resp, err := http.Post("http://"+c.AdminAddr+"/mcp/explain", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return m
+	}
+	if m := explain(); m["result"] != "deny" {
+		t.Fatalf("explain before reload: %v", m)
+	}
+
+	// Reload with a policy granting mcp:write to partners: the counters
+	// stay, the next call and the explainer follow the new policy.
+	newFile := filepath.Join(c.Dir, "Caddyfile.new")
+	old, err := os.ReadFile(c.Caddyfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	updated := strings.Replace(string(old), "scopes mcp:read\n", "scopes mcp:read mcp:write\n", 1)
+	if updated == string(old) {
+		t.Fatal("could not edit the policy")
+	}
+	if err := os.WriteFile(newFile, []byte(updated), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(needCaddy(t), "reload", "--config", newFile, "--adapter", "caddyfile", "--address", c.AdminAddr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("caddy reload: %v\n%s", err, out)
+	}
+	if st, body, _ := statelessCall(ctx, hc, endpoint, tok, "countdown", nil); st != 200 || strings.Contains(body, "Unknown tool") {
+		t.Fatalf("after reload, countdown: %d %s", st, body)
+	}
+	if got := scrape(t, c.AdminAddr, allow); got != 4 {
+		t.Errorf("allow decisions after reload = %v, want 4 (kept across the reload)", got)
+	}
+	if got := scrape(t, c.AdminAddr, deny); got != 2 {
+		t.Errorf("deny decisions after reload = %v, want 2", got)
+	}
+	if m := explain(); m["result"] != "allow" {
+		t.Fatalf("explain after reload: %v", m)
+	}
+	assertNoSecretsLogged(t, c, tok, apiKey, agentSecret)
+}
