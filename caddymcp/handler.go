@@ -223,7 +223,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		defer done()
 		r = r.WithContext(ctx)
 	}
-	rw := &respWriter{ResponseWriter: w}
+	rw := &respWriter{ResponseWriter: w, detached: r.Method == http.MethodPost}
 	rw.onHeader = func(hdr http.Header) {
 		if err := h.sealSession(hdr, x); err != nil {
 			h.logger.Warn("upstream session id not sealed", zap.String("server", srv.cfg.Name), zap.Error(err))

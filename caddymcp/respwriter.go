@@ -26,6 +26,13 @@ type respWriter struct {
 	ids     []json.RawMessage
 	private bool
 
+	// detached: the upstream call outlives the client (POST). Once a
+	// write to the client fails, the rest of the upstream's response is
+	// read and discarded instead of aborting the upstream call (MCP: a
+	// disconnect is not a cancellation); detachGrace bounds it.
+	detached  bool
+	clientErr error
+
 	mode    int // 0 undecided, 1 pass, 2 JSON buffered, 3 SSE
 	buf     bytes.Buffer
 	sse     *mcpmsg.SSEFilter
@@ -79,18 +86,29 @@ func (w *respWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	if w.clientErr != nil {
+		return len(p), nil
+	}
+	var n int
+	var err error
 	switch w.mode {
 	case modeJSON:
 		return w.buf.Write(p)
 	case modeSSE:
-		return w.sse.Write(p)
+		n, err = w.sse.Write(p)
+	default:
+		n, err = w.ResponseWriter.Write(p)
 	}
-	return w.ResponseWriter.Write(p)
+	if err != nil && w.detached {
+		w.clientErr = err
+		return len(p), nil
+	}
+	return n, err
 }
 
 // Flush implements http.Flusher (reverse_proxy flushes SSE per event).
 func (w *respWriter) Flush() {
-	if w.mode == modeJSON {
+	if w.mode == modeJSON || w.clientErr != nil {
 		return
 	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
@@ -119,6 +137,9 @@ func (w *respWriter) finish() error {
 		_, err = w.ResponseWriter.Write(out)
 		return err
 	case modeSSE:
+		if w.clientErr != nil {
+			return nil
+		}
 		return w.sse.Close()
 	}
 	return nil

@@ -91,8 +91,14 @@ func filterToolsList(b []byte, ids []json.RawMessage, byID bool, allow func(stri
 			return b, nil // not a response
 		}
 	}
-	if s.err == nil && s.peek() != 0 {
-		s.fail(ErrInvalidJSON, "data after the JSON value")
+	if s.err == nil {
+		// Anything but white space after the value, a NUL byte included
+		// (peek reports the end of input as 0), is refused: the gateway
+		// must never forward bytes it did not inspect.
+		s.ws()
+		if s.pos < len(s.b) {
+			s.fail(ErrInvalidJSON, "data after the JSON value")
+		}
 	}
 	if s.err != nil {
 		return nil, errors.Join(ErrBadToolsList, s.err)

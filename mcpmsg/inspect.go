@@ -233,8 +233,14 @@ func Inspect(body []byte) (*Message, error) {
 		s.value(0)
 		s.softFail(ErrNotObject, 0, "")
 	}
-	if s.err == nil && s.peek() != 0 {
-		s.fail(ErrInvalidJSON, "data after the JSON value")
+	if s.err == nil {
+		// Anything but white space after the value, a NUL byte included
+		// (peek reports the end of input as 0), is refused: the gateway
+		// must never forward bytes it did not inspect.
+		s.ws()
+		if s.pos < len(s.b) {
+			s.fail(ErrInvalidJSON, "data after the JSON value")
+		}
 	}
 	if s.err != nil {
 		return nil, s.err

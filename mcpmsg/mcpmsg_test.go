@@ -119,6 +119,8 @@ func TestInspectRefuses(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}`, ErrInvalidRequest, -32600},
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}`, ErrInvalidRequest, -32600},
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}`, ErrInvalidRequest, -32600},
+		{"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\"}}\x00{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"b\"}}", ErrInvalidJSON, -32700},
+		{"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\x00", ErrInvalidJSON, -32700},
 		{`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":{"x":1}}}`, ErrInvalidRequest, -32600},
 		{`{"jsonrpc":"2.0","id":1,"method":"x","result":{}}`, ErrInvalidRequest, -32600},
 		{`{"jsonrpc":"2.0","id":1,"result":{},"error":{}}`, ErrInvalidRequest, -32600},
