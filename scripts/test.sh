@@ -30,6 +30,14 @@ mapfile -t unit < <(go list ./... | grep -v '/integration$')
 echo "== go test (unit packages)"
 go test -count=1 -timeout "$UNIT_TIMEOUT" "$@" "${unit[@]}" || status=1
 
+# Every parser that sees untrusted input is fuzzed for a short, bounded
+# time (FUZZTIME per target; 0 skips). Skipped when go test flags were given
+# (a developer running one test).
+if [[ $# -eq 0 && "${FUZZTIME:-8s}" != "0" ]]; then
+	echo "== fuzz targets (${FUZZTIME:-8s} each)"
+	FUZZTIME="${FUZZTIME:-8s}" "$ROOT/scripts/fuzz.sh" || status=1
+fi
+
 # Run even when a unit test failed: one run shows every failure.
 echo "== go test ./integration (real Caddy binary, go-sdk clients, conformance suites)"
 go test -count=1 -v -timeout "$INTEGRATION_TIMEOUT" "$@" ./integration/ || status=1
