@@ -182,8 +182,12 @@ func TestGlobMatch(t *testing.T) {
 		{"mcp:*:read", "mcp:x:y:read", true}, {"mcp:*:read", "mcp:read", false}, {"?", "é", true},
 		{"a?c", "abc", true}, {"a?c", "ac", false}, {"**x", "aax", true}, {"*a*b*", "xaxbx", true}, {"abc", "abc", true},
 	} {
-		if got := globMatch(tc.p, tc.s); got != tc.ok {
-			t.Errorf("globMatch(%q, %q) = %v", tc.p, tc.s, got)
+		r, err := compileScopeRule(ScopeMapping{Scope: tc.p, Downstream: []string{"d"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.match(tc.s); got != tc.ok {
+			t.Errorf("scope_map %q matching %q = %v", tc.p, tc.s, got)
 		}
 	}
 }
