@@ -461,6 +461,35 @@ func parseConnection(d *caddyfile.Dispenser) (*ConnectionConfig, error) {
 // parseOAuth2 parses `oauth2 { ... }`.
 func parseOAuth2(d *caddyfile.Dispenser) (*OAuth2Config, error) {
 	tok := d.Token()
+	o, err := parseClientBlock(d, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateOAuth2(o); err != nil {
+		return nil, errAt(tok, fmt.Errorf("oauth2: %w", err))
+	}
+	return o, nil
+}
+
+// parseTokenExchange parses `token_exchange { ... }`: the subdirectives of
+// `oauth2` but refresh_token.
+func parseTokenExchange(d *caddyfile.Dispenser) (*TokenExchangeConfig, error) {
+	tok := d.Token()
+	o, err := parseClientBlock(d, false)
+	if err != nil {
+		return nil, err
+	}
+	te := &TokenExchangeConfig{TokenURL: o.TokenURL, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
+		AuthMethod: o.AuthMethod, Audience: o.Audience, Resource: o.Resource, Scopes: o.Scopes}
+	if err := validateTokenExchange(te); err != nil {
+		return nil, errAt(tok, fmt.Errorf("token_exchange: %w", err))
+	}
+	return te, nil
+}
+
+// parseClientBlock parses the block of an OAuth client of a tenant's
+// authorization server (`oauth2`, `token_exchange`).
+func parseClientBlock(d *caddyfile.Dispenser, refresh bool) (*OAuth2Config, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -492,6 +521,9 @@ func parseOAuth2(d *caddyfile.Dispenser) (*OAuth2Config, error) {
 				}
 			}
 		case "refresh_token":
+			if !refresh {
+				return nil, d.Errf("unrecognized subdirective %q", dir)
+			}
 			o.RefreshToken, err = singleArg(d)
 		case "scopes":
 			o.Scopes, err = someArgs(d)
@@ -510,66 +542,7 @@ func parseOAuth2(d *caddyfile.Dispenser) (*OAuth2Config, error) {
 			return nil, err
 		}
 	}
-	if err := validateOAuth2(o); err != nil {
-		return nil, errAt(tok, fmt.Errorf("oauth2: %w", err))
-	}
 	return o, nil
-}
-
-// parseTokenExchange parses `token_exchange { ... }`.
-func parseTokenExchange(d *caddyfile.Dispenser) (*TokenExchangeConfig, error) {
-	tok := d.Token()
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	te := new(TokenExchangeConfig)
-	seen := map[string]bool{}
-	var err error
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		dir := d.Val()
-		if seen[dir] {
-			return nil, d.Errf("%s already specified", dir)
-		}
-		seen[dir] = true
-		switch dir {
-		case "token_url":
-			if te.TokenURL, err = singleArg(d); err != nil {
-				return nil, err
-			}
-			if err := checkSecureURL(dir, te.TokenURL); err != nil {
-				return nil, d.WrapErr(err)
-			}
-		case "client_id":
-			te.ClientID, err = singleArg(d)
-		case "client_secret":
-			te.ClientSecret, err = singleArg(d)
-		case "auth_method":
-			if te.AuthMethod, err = singleArg(d); err == nil {
-				if err := checkAuthMethod(te.AuthMethod); err != nil {
-					return nil, d.WrapErr(err)
-				}
-			}
-		case "audience":
-			te.Audience, err = singleArg(d)
-		case "resource":
-			if te.Resource, err = singleArg(d); err == nil {
-				if err := checkAbsoluteURL(dir, te.Resource); err != nil {
-					return nil, d.WrapErr(err)
-				}
-			}
-		case "scopes":
-			te.Scopes, err = someArgs(d)
-		default:
-			return nil, d.Errf("unrecognized subdirective %q", dir)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if err := validateTokenExchange(te); err != nil {
-		return nil, errAt(tok, fmt.Errorf("token_exchange: %w", err))
-	}
-	return te, nil
 }
 
 // parseResourceToken parses `resource_token { audience <aud>; ttl <d> }`.
