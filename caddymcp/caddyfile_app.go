@@ -258,37 +258,27 @@ func parseIssuer(d *caddyfile.Dispenser) (*IssuerConfig, error) {
 // parseResourceTokens parses `resource_tokens [{ ... }]`.
 func parseResourceTokens(d *caddyfile.Dispenser) (*ResourceTokensConfig, error) {
 	tok := d.Token()
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
 	rt := new(ResourceTokensConfig)
-	seen := map[string]bool{}
-	var err error
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		dir := d.Val()
-		if seen[dir] {
-			return nil, d.Errf("%s already specified", dir)
-		}
-		seen[dir] = true
+	err := eachSubdirective(d, func(dir string) (err error) {
 		switch dir {
 		case "issuer":
 			if rt.Issuer, err = singleArg(d); err != nil {
-				return nil, err
+				return err
 			}
 			if err := checkIssuerURL("issuer", rt.Issuer); err != nil {
-				return nil, d.WrapErr(err)
+				return d.WrapErr(err)
 			}
 		case "signing_key":
-			if rt.SigningKey, err = singleArg(d); err != nil {
-				return nil, err
-			}
+			rt.SigningKey, err = singleArg(d)
 		case "ttl":
-			if rt.TTL, err = durationArg(d); err != nil {
-				return nil, err
-			}
+			rt.TTL, err = durationArg(d)
 		default:
-			return nil, d.Errf("unrecognized subdirective %q", dir)
+			return d.Errf("unrecognized subdirective %q", dir)
 		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := validateResourceTokens(rt); err != nil {
 		return nil, errAt(tok, fmt.Errorf("resource_tokens: %w", err))
@@ -298,31 +288,24 @@ func parseResourceTokens(d *caddyfile.Dispenser) (*ResourceTokensConfig, error) 
 
 // parseCache parses `cache { max_cost <size> }`.
 func parseCache(d *caddyfile.Dispenser) (*CacheConfig, error) {
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
 	c := new(CacheConfig)
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		dir := d.Val()
-		if seen[dir] {
-			return nil, d.Errf("%s already specified", dir)
+	err := eachSubdirective(d, func(dir string) error {
+		if dir != "max_cost" {
+			return d.Errf("unrecognized subdirective %q", dir)
 		}
-		seen[dir] = true
-		switch dir {
-		case "max_cost":
-			v, err := singleArg(d)
-			if err != nil {
-				return nil, err
-			}
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n > 1<<62 {
-				return nil, d.Errf("max_cost %q: bad size (for example 64MiB)", v)
-			}
-			c.MaxCost = int64(n)
-		default:
-			return nil, d.Errf("unrecognized subdirective %q", dir)
+		v, err := singleArg(d)
+		if err != nil {
+			return err
 		}
+		n, err := humanize.ParseBytes(v)
+		if err != nil || n > 1<<62 {
+			return d.Errf("max_cost %q: bad size (for example 64MiB)", v)
+		}
+		c.MaxCost = int64(n)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -490,25 +473,15 @@ func parseTokenExchange(d *caddyfile.Dispenser) (*TokenExchangeConfig, error) {
 // parseClientBlock parses the block of an OAuth client of a tenant's
 // authorization server (`oauth2`, `token_exchange`).
 func parseClientBlock(d *caddyfile.Dispenser, refresh bool) (*OAuth2Config, error) {
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
 	o := new(OAuth2Config)
-	seen := map[string]bool{}
-	var err error
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		dir := d.Val()
-		if seen[dir] {
-			return nil, d.Errf("%s already specified", dir)
-		}
-		seen[dir] = true
+	err := eachSubdirective(d, func(dir string) (err error) {
 		switch dir {
 		case "token_url":
 			if o.TokenURL, err = singleArg(d); err != nil {
-				return nil, err
+				return err
 			}
 			if err := checkSecureURL(dir, o.TokenURL); err != nil {
-				return nil, d.WrapErr(err)
+				return d.WrapErr(err)
 			}
 		case "client_id":
 			o.ClientID, err = singleArg(d)
@@ -517,12 +490,12 @@ func parseClientBlock(d *caddyfile.Dispenser, refresh bool) (*OAuth2Config, erro
 		case "auth_method":
 			if o.AuthMethod, err = singleArg(d); err == nil {
 				if err := checkAuthMethod(o.AuthMethod); err != nil {
-					return nil, d.WrapErr(err)
+					return d.WrapErr(err)
 				}
 			}
 		case "refresh_token":
 			if !refresh {
-				return nil, d.Errf("unrecognized subdirective %q", dir)
+				return d.Errf("unrecognized subdirective %q", dir)
 			}
 			o.RefreshToken, err = singleArg(d)
 		case "scopes":
@@ -532,45 +505,58 @@ func parseClientBlock(d *caddyfile.Dispenser, refresh bool) (*OAuth2Config, erro
 		case "resource":
 			if o.Resource, err = singleArg(d); err == nil {
 				if err := checkAbsoluteURL(dir, o.Resource); err != nil {
-					return nil, d.WrapErr(err)
+					return d.WrapErr(err)
 				}
 			}
 		default:
-			return nil, d.Errf("unrecognized subdirective %q", dir)
+			return d.Errf("unrecognized subdirective %q", dir)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return o, nil
+}
+
+// eachSubdirective runs fn for every subdirective of the block that follows
+// the current token, refusing arguments on the block's own line and a
+// subdirective given twice ("X already specified").
+func eachSubdirective(d *caddyfile.Dispenser, fn func(dir string) error) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		dir := d.Val()
+		if seen[dir] {
+			return d.Errf("%s already specified", dir)
+		}
+		seen[dir] = true
+		if err := fn(dir); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // parseResourceToken parses `resource_token { audience <aud>; ttl <d> }`.
 func parseResourceToken(d *caddyfile.Dispenser) (*ResourceTokenConfig, error) {
 	tok := d.Token()
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
 	rt := new(ResourceTokenConfig)
-	seen := map[string]bool{}
-	var err error
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		dir := d.Val()
-		if seen[dir] {
-			return nil, d.Errf("%s already specified", dir)
-		}
-		seen[dir] = true
+	err := eachSubdirective(d, func(dir string) (err error) {
 		switch dir {
 		case "audience":
 			rt.Audience, err = singleArg(d)
 		case "ttl":
 			rt.TTL, err = durationArg(d)
 		default:
-			return nil, d.Errf("unrecognized subdirective %q", dir)
+			return d.Errf("unrecognized subdirective %q", dir)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := validateResourceToken(rt); err != nil {
 		return nil, errAt(tok, fmt.Errorf("resource_token: %w", err))

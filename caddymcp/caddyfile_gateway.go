@@ -413,46 +413,28 @@ func enableUpstreamTLS(upstream string, rp *reverseproxy.Handler) error {
 
 // parseSession parses `session { ttl <d>; idle <d> }`.
 func parseSession(d *caddyfile.Dispenser) (*SessionConfig, error) {
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
 	sc := new(SessionConfig)
-	seen := map[string]bool{}
-	var err error
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		dir := d.Val()
-		if seen[dir] {
-			return nil, d.Errf("%s already specified", dir)
-		}
-		seen[dir] = true
+	err := eachSubdirective(d, func(dir string) (err error) {
 		switch dir {
 		case "ttl":
 			sc.TTL, err = durationArg(d)
 		case "idle":
 			sc.Idle, err = durationArg(d)
 		default:
-			return nil, d.Errf("unrecognized subdirective %q", dir)
+			return d.Errf("unrecognized subdirective %q", dir)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return sc, nil
 }
 
 // parseBranding parses `branding { ... }`.
 func parseBranding(d *caddyfile.Dispenser) (*Branding, error) {
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
 	b := new(Branding)
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		dir := d.Val()
-		if seen[dir] {
-			return nil, d.Errf("%s already specified", dir)
-		}
-		seen[dir] = true
+	err := eachSubdirective(d, func(dir string) error {
 		var dst *string
 		switch dir {
 		case "name":
@@ -466,18 +448,22 @@ func parseBranding(d *caddyfile.Dispenser) (*Branding, error) {
 		case "tos_uri":
 			dst = &b.TOSURI
 		default:
-			return nil, d.Errf("unrecognized subdirective %q", dir)
+			return d.Errf("unrecognized subdirective %q", dir)
 		}
 		v, err := singleArg(d)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if dir != "name" {
 			if err := checkAbsoluteURL(dir, v); err != nil {
-				return nil, d.WrapErr(err)
+				return d.WrapErr(err)
 			}
 		}
 		*dst = v
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return b, nil
 }
