@@ -74,6 +74,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := validateServers(h.Servers, app); err != nil {
 		return err
 	}
+	if h.TokenEndpoint != "" {
+		if err := checkTokenEndpoint(h.TokenEndpoint, h.Servers); err != nil {
+			return err
+		}
+	}
 	h.router = newRouter(len(h.Servers))
 	for _, cfg := range h.Servers {
 		srv, err := h.provisionServer(ctx, cfg)
