@@ -233,20 +233,30 @@ func (f *SSEFilter) dispatch(partial bool) error {
 	}
 	done := false
 	splitLines(body, func(l sseLine) bool {
+		// A changed event is written with LF line endings throughout:
+		// keeping the original ones could put a kept line's CR next to a
+		// later LF once data lines are merged, turning two line ends into
+		// one CRLF and losing the event's terminating blank line.
+		// The blank line that ends the event keeps its own terminator: what
+		// follows it is what followed it in the original stream (possibly
+		// the LF of a CRLF split across writes).
+		if len(l.text) == 0 {
+			b.Write(l.end)
+			return true
+		}
 		name, _ := field(l.text)
 		if string(name) != "data" {
 			b.Write(l.text)
-			b.Write(l.end)
+			if len(l.end) > 0 {
+				b.WriteByte('\n')
+			}
 			return true
 		}
 		if done {
 			return true
 		}
 		done = true
-		end := l.end
-		if len(end) == 0 {
-			end = []byte{'\n'}
-		}
+		end := []byte{'\n'}
 		rest := nd
 		for {
 			i := bytes.IndexAny(rest, "\r\n")
