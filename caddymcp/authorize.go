@@ -64,7 +64,7 @@ func newDecisionID() string {
 // JSON-RPC message (or a batch) and put back intact for the upstream. It
 // writes the error response itself and returns nil when the body is bad.
 func (h *Handler) readMessage(w http.ResponseWriter, r *http.Request, x *exchange) (*mcpmsg.Message, error) {
-	body, err := mcpmsg.ReadBody(r.Body, defaultMaxBody)
+	body, err := mcpmsg.ReadBodySized(r.Body, defaultMaxBody, r.ContentLength)
 	_ = r.Body.Close()
 	if err != nil {
 		if errors.Is(err, mcpmsg.ErrTooLarge) {

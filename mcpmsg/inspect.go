@@ -141,10 +141,25 @@ const DefaultBodyLimit = 4 << 20
 // ReadBody reads all of r, failing with ErrTooLarge (HTTP 413) as soon as
 // more than limit bytes arrive. limit <= 0 means DefaultBodyLimit.
 func ReadBody(r io.Reader, limit int64) ([]byte, error) {
+	return ReadBodySized(r, limit, -1)
+}
+
+// ReadBodySized is ReadBody with the expected size (an HTTP request's
+// Content-Length, -1 when unknown): the body is read into one buffer of
+// that size, which saves the growing copies of a small POST. A body that
+// turns out longer or shorter than announced is still read whole and
+// capped at limit.
+func ReadBodySized(r io.Reader, limit, size int64) ([]byte, error) {
 	if limit <= 0 {
 		limit = DefaultBodyLimit
 	}
+	if size > limit {
+		return nil, &Error{Kind: ErrTooLarge, Msg: fmt.Sprintf("over %d bytes", limit)}
+	}
 	var buf bytes.Buffer
+	if size > 0 {
+		buf.Grow(int(size) + bytes.MinRead)
+	}
 	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err

@@ -519,3 +519,19 @@ func TestSameID(t *testing.T) {
 		}
 	}
 }
+
+func TestReadBodySized(t *testing.T) {
+	body := strings.Repeat("x", 100)
+	for _, size := range []int64{-1, 0, 50, 100, 150} {
+		got, err := ReadBodySized(strings.NewReader(body), 1000, size)
+		if err != nil || string(got) != body {
+			t.Errorf("size %d: %v %d bytes", size, err, len(got))
+		}
+	}
+	if _, err := ReadBodySized(strings.NewReader(body), 99, 100); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("announced over the limit: %v", err)
+	}
+	if _, err := ReadBodySized(strings.NewReader(body), 99, 10); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("longer than announced and over the limit: %v", err)
+	}
+}
