@@ -74,14 +74,8 @@ func filterToolsList(b []byte, ids []json.RawMessage, byID bool, allow func(stri
 			if s.err != nil {
 				break
 			}
-			switch s.peek() {
-			case ',':
-				s.pos++
+			if s.afterElement() {
 				continue
-			case ']':
-				s.pos++
-			default:
-				s.fail(ErrInvalidJSON, "expected ',' or ']'")
 			}
 			break
 		}
@@ -91,15 +85,7 @@ func filterToolsList(b []byte, ids []json.RawMessage, byID bool, allow func(stri
 			return b, nil // not a response
 		}
 	}
-	if s.err == nil {
-		// Anything but white space after the value, a NUL byte included
-		// (peek reports the end of input as 0), is refused: the gateway
-		// must never forward bytes it did not inspect.
-		s.ws()
-		if s.pos < len(s.b) {
-			s.fail(ErrInvalidJSON, "data after the JSON value")
-		}
-	}
+	s.expectEnd()
 	if s.err != nil {
 		return nil, errors.Join(ErrBadToolsList, s.err)
 	}
@@ -325,14 +311,8 @@ func (s *scanner) tools(allow func(string) bool) (kept [][2]int, removed bool) {
 		} else {
 			removed = true
 		}
-		switch s.peek() {
-		case ',':
-			s.pos++
+		if s.afterElement() {
 			continue
-		case ']':
-			s.pos++
-		default:
-			s.fail(ErrInvalidJSON, "expected ',' or ']'")
 		}
 		return
 	}

@@ -231,14 +231,8 @@ func Inspect(body []byte) (*Message, error) {
 					break
 				}
 			}
-			switch s.peek() {
-			case ',':
-				s.pos++
+			if s.afterElement() {
 				continue
-			case ']':
-				s.pos++
-			default:
-				s.fail(ErrInvalidJSON, "expected ',' or ']'")
 			}
 			break
 		}
@@ -248,15 +242,7 @@ func Inspect(body []byte) (*Message, error) {
 		s.value(0)
 		s.softFail(ErrNotObject, 0, "")
 	}
-	if s.err == nil {
-		// Anything but white space after the value, a NUL byte included
-		// (peek reports the end of input as 0), is refused: the gateway
-		// must never forward bytes it did not inspect.
-		s.ws()
-		if s.pos < len(s.b) {
-			s.fail(ErrInvalidJSON, "data after the JSON value")
-		}
-	}
+	s.expectEnd()
 	if s.err != nil {
 		return nil, s.err
 	}

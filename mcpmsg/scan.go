@@ -219,14 +219,8 @@ func (s *scanner) value(depth int) {
 			if s.err != nil {
 				return
 			}
-			switch s.peek() {
-			case ',':
-				s.pos++
-			case ']':
-				s.pos++
+			if !s.afterElement() {
 				return
-			default:
-				s.fail(ErrInvalidJSON, "expected ',' or ']'")
 			}
 		}
 	case '"':
@@ -261,4 +255,32 @@ func decodeString(tok []byte, esc bool) string {
 		return string(utf8.RuneError)
 	}
 	return v
+}
+
+// afterElement consumes the ',' or ']' after an array element and reports
+// whether another element follows.
+func (s *scanner) afterElement() bool {
+	switch s.peek() {
+	case ',':
+		s.pos++
+		return true
+	case ']':
+		s.pos++
+	default:
+		s.fail(ErrInvalidJSON, "expected ',' or ']'")
+	}
+	return false
+}
+
+// expectEnd refuses anything but white space after the top-level value, a
+// NUL byte included (peek reports the end of input as 0): the gateway must
+// never forward bytes it did not inspect.
+func (s *scanner) expectEnd() {
+	if s.err != nil {
+		return
+	}
+	s.ws()
+	if s.pos < len(s.b) {
+		s.fail(ErrInvalidJSON, "data after the JSON value")
+	}
 }
