@@ -71,7 +71,7 @@ func BenchmarkPipelineBigConfig(b *testing.B) {
 	for i := 0; i < nPolicies; i++ {
 		s := i % nServers
 		app.Policies = append(app.Policies, &PolicyConfig{Name: fmt.Sprintf("p%d", i), Effect: "allow",
-			Agents: []string{fmt.Sprintf("client:c%d", i), fmt.Sprintf("group:g%d", i)},
+			Agents:  []string{fmt.Sprintf("client:c%d", i), fmt.Sprintf("group:g%d", i)},
 			Servers: []string{fmt.Sprintf("s%d", s)}, Tenants: []string{fmt.Sprintf("t%d", s/10)}, Scopes: []string{"mcp:read"}})
 	}
 	app.Policies = append(app.Policies, billingPolicies...)

@@ -138,14 +138,8 @@ func (s *scanner) response(ids []json.RawMessage, byID bool, allow func(string) 
 		if s.err != nil {
 			return
 		}
-		switch s.peek() {
-		case ',':
-			s.pos++
+		if s.afterMember() {
 			continue
-		case '}':
-			s.pos++
-		default:
-			s.fail(ErrInvalidJSON, "expected ',' or '}'")
 		}
 		break
 	}
@@ -354,14 +348,8 @@ func (s *scanner) toolName() (name string, ok bool) {
 		if s.err != nil {
 			return "", false
 		}
-		switch s.peek() {
-		case ',':
-			s.pos++
+		if s.afterMember() {
 			continue
-		case '}':
-			s.pos++
-		default:
-			s.fail(ErrInvalidJSON, "expected ',' or '}'")
 		}
 		return
 	}

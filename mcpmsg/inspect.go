@@ -401,15 +401,8 @@ func (s *scanner) message(m *Message, depth int) {
 			if s.err != nil {
 				return
 			}
-			switch s.peek() {
-			case ',':
-				s.pos++
+			if s.afterMember() {
 				continue
-			case '}':
-				s.pos++
-			default:
-				s.fail(ErrInvalidJSON, "expected ',' or '}'")
-				return
 			}
 			break
 		}
@@ -519,14 +512,8 @@ func (s *scanner) params(m *Message, depth int) {
 		if s.err != nil {
 			return
 		}
-		switch s.peek() {
-		case ',':
-			s.pos++
+		if s.afterMember() {
 			continue
-		case '}':
-			s.pos++
-		default:
-			s.fail(ErrInvalidJSON, "expected ',' or '}'")
 		}
 		return
 	}
@@ -563,14 +550,8 @@ func (s *scanner) meta(m *Message, depth int) {
 		if s.err != nil {
 			return
 		}
-		switch s.peek() {
-		case ',':
-			s.pos++
+		if s.afterMember() {
 			continue
-		case '}':
-			s.pos++
-		default:
-			s.fail(ErrInvalidJSON, "expected ',' or '}'")
 		}
 		return
 	}

@@ -194,14 +194,8 @@ func (s *scanner) value(depth int) {
 			if s.err != nil {
 				return
 			}
-			switch s.peek() {
-			case ',':
-				s.pos++
-			case '}':
-				s.pos++
+			if !s.afterMember() {
 				return
-			default:
-				s.fail(ErrInvalidJSON, "expected ',' or '}'")
 			}
 		}
 	case '[':
@@ -259,15 +253,21 @@ func decodeString(tok []byte, esc bool) string {
 
 // afterElement consumes the ',' or ']' after an array element and reports
 // whether another element follows.
-func (s *scanner) afterElement() bool {
+func (s *scanner) afterElement() bool { return s.after(']') }
+
+// afterMember consumes the ',' or '}' after an object member and reports
+// whether another member follows.
+func (s *scanner) afterMember() bool { return s.after('}') }
+
+func (s *scanner) after(closer byte) bool {
 	switch s.peek() {
 	case ',':
 		s.pos++
 		return true
-	case ']':
+	case closer:
 		s.pos++
 	default:
-		s.fail(ErrInvalidJSON, "expected ',' or ']'")
+		s.fail(ErrInvalidJSON, "expected ',' or '"+string(closer)+"'")
 	}
 	return false
 }
