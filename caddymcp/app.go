@@ -76,7 +76,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Environment == "" {
 		a.Environment = "default"
 	}
-	if err := a.Validate(); err != nil {
+	if err := a.checkConfig(); err != nil {
 		return err
 	}
 	a.tenants = make(map[string]*TenantConfig, len(a.Tenants))
@@ -148,7 +148,6 @@ func appFromContext(ctx caddy.Context) (*App, error) {
 var (
 	_ caddy.App          = (*App)(nil)
 	_ caddy.Provisioner  = (*App)(nil)
-	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )
 

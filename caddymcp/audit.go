@@ -55,7 +55,7 @@ func (h *Handler) audit(r *http.Request, x *exchange, decision string, upstreamS
 		fields = append(fields, zap.String("protocol", x.protocol))
 	}
 	fields = append(fields,
-		zap.String("client_ip", clientIP(r).String()),
+		zap.String("client_ip", x.clientIP.String()),
 		zap.Int("upstream_status", upstreamStatus),
 		zap.Duration("latency", latency),
 	)

@@ -44,6 +44,8 @@ type exchange struct {
 	// filterIDs are the ids of tools/list requests whose responses must be
 	// filtered for this agent; empty when no filtering is needed.
 	filterIDs []json.RawMessage
+	// clientIP is the client address as Caddy determined it.
+	clientIP netip.Addr
 	// rawToken is the agent's access token: only ever the subject of a
 	// token_exchange connection, never logged, never forwarded.
 	rawToken string
@@ -140,7 +142,7 @@ func (h *Handler) decide(r *http.Request, x *exchange, m *mcpmsg.Message) policy
 	in := &policy.Input{
 		Server:   x.srv.cfg.Name,
 		Tenant:   x.srv.cfg.Tenant,
-		ClientIP: clientIP(r),
+		ClientIP: x.clientIP,
 		Need:     need,
 	}
 	if x.id != nil {

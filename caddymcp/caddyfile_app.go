@@ -190,7 +190,7 @@ func unmarshalApp(d *caddyfile.Dispenser, app *App) error {
 		}
 	}
 	// a last net under the checks above, at the line of the option
-	if err := app.Validate(); err != nil {
+	if err := app.checkConfig(); err != nil {
 		return errAt(start, err)
 	}
 	return nil

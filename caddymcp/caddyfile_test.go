@@ -196,7 +196,7 @@ func checkRoundTrip(t *testing.T, adapted []byte) {
 	if raw, ok := cfg.Apps["mcp"]; ok {
 		sameJSON(t, raw, app)
 	}
-	if err := app.Validate(); err != nil {
+	if err := app.checkConfig(); err != nil {
 		t.Errorf("App.Validate on adapted JSON: %v", err)
 	}
 	var tree any

@@ -39,7 +39,7 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := &cfg.Apps.MCP
-	if err := app.Validate(); err != nil {
+	if err := app.checkConfig(); err != nil {
 		t.Fatalf("adapted mcp app refused: %v", err)
 	}
 	app.tenants = map[string]*TenantConfig{}

@@ -172,7 +172,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		w.Header().Add("Vary", "Origin")
 	}
 
-	x := &exchange{srv: srv, method: r.Method, decisionID: newDecisionID()}
+	x := &exchange{srv: srv, method: r.Method, decisionID: newDecisionID(), clientIP: clientIP(r)}
 	if !srv.cfg.Anonymous {
 		id, err := h.authenticate(w, r, srv, x)
 		if id == nil {
@@ -228,12 +228,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		defer done()
 		r = r.WithContext(ctx)
 	}
-	rw := &respWriter{ResponseWriter: w, detached: r.Method == http.MethodPost}
-	rw.onHeader = func(hdr http.Header) {
-		if err := h.sealSession(hdr, x); err != nil {
-			h.logger.Warn("upstream session id not sealed", zap.String("server", srv.cfg.Name), zap.Error(err))
-		}
-	}
+	rw := &respWriter{ResponseWriter: w, detached: r.Method == http.MethodPost, h: h, x: x}
 	if len(x.filterIDs) > 0 {
 		effective := x.decision.Effective
 		tools := srv.tools

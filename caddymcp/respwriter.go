@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/caddymcp/gateway/mcpmsg"
 )
 
@@ -18,8 +20,10 @@ import (
 type respWriter struct {
 	http.ResponseWriter
 	status int
-	// onHeader runs once on the response headers before they are sent.
-	onHeader func(http.Header)
+	// h and x seal the upstream's Mcp-Session-Id in the response headers
+	// before they are sent.
+	h *Handler
+	x *exchange
 
 	// filtering (nil allow: none)
 	allow   func(name string) bool
@@ -55,8 +59,10 @@ func (w *respWriter) WriteHeader(code int) {
 		return
 	}
 	w.status = code
-	if w.onHeader != nil {
-		w.onHeader(w.Header())
+	if w.h != nil {
+		if err := w.h.sealSession(w.Header(), w.x); err != nil {
+			w.h.logger.Warn("upstream session id not sealed", zap.String("server", w.x.srv.cfg.Name), zap.Error(err))
+		}
 	}
 	if w.allow == nil || code != http.StatusOK {
 		w.mode = modePass
@@ -73,8 +79,7 @@ func (w *respWriter) WriteHeader(code int) {
 		w.mode = modeSSE
 		w.Header().Del("Content-Length")
 		w.ResponseWriter.WriteHeader(code)
-		w.flusher = http.NewResponseController(w.ResponseWriter)
-		w.sse = mcpmsg.NewSSEFilter(w.ResponseWriter, func() { _ = w.flusher.Flush() },
+		w.sse = mcpmsg.NewSSEFilter(w.ResponseWriter, func() { _ = w.controller().Flush() },
 			mcpmsg.ToolsListTransform(w.ids, w.allow, w.private))
 	default:
 		w.mode = modePass
@@ -111,7 +116,16 @@ func (w *respWriter) Flush() {
 	if w.mode == modeJSON || w.clientErr != nil {
 		return
 	}
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
+	_ = w.controller().Flush()
+}
+
+// controller returns the one ResponseController of the response (SSE
+// flushes once per event).
+func (w *respWriter) controller() *http.ResponseController {
+	if w.flusher == nil {
+		w.flusher = http.NewResponseController(w.ResponseWriter)
+	}
+	return w.flusher
 }
 
 // Unwrap lets http.ResponseController reach the connection.

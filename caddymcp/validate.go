@@ -19,7 +19,7 @@ import (
 
 // This file holds every configuration check, as plain functions over the
 // config structs. The Caddyfile parsers call them (and add the Caddyfile
-// line); App.Validate and validateServers call them for JSON configs, where
+// line); App.checkConfig and validateServers call them for JSON configs, where
 // the error names the object instead ("tenant "acme": connection "x": ...").
 //
 // Glob syntax is package policy's (policy.CompileGlob), for names of
@@ -42,9 +42,11 @@ var allowedAlgorithms = []string{
 // credentialKinds lists the credential kinds of a connection, in order.
 var credentialKinds = []string{"oauth2", "api_key", "bearer", "token_exchange", "resource_token"}
 
-// Validate checks the app configuration. It is fast and read-only; defaults
+// checkConfig checks the app configuration, once, at the start of
+// Provision (so the app is not a caddy.Validator: Caddy would run the same
+// checks a second time after provisioning). It is read-only; defaults
 // are set in Provision.
-func (a *App) Validate() error {
+func (a *App) checkConfig() error {
 	if a.Environment != "" {
 		if err := checkName("environment", a.Environment); err != nil {
 			return err
@@ -123,7 +125,7 @@ func (a *App) findTenant(name string) *TenantConfig {
 			}
 		}
 		if len(a.tenantIdx) != len(a.Tenants) {
-			// duplicates or nils: fall back to a search (Validate reports them)
+			// duplicates or nils: fall back to a search (checkConfig reports them)
 			for _, t := range a.Tenants {
 				if t != nil && t.Name == name {
 					return t

@@ -64,7 +64,7 @@ func TestValidateJSON(t *testing.T) {
 			if err := json.Unmarshal([]byte(tc.json), a); err != nil {
 				t.Fatal(err)
 			}
-			checkErr(t, a.Validate(), tc.want)
+			checkErr(t, a.checkConfig(), tc.want)
 		})
 	}
 }
@@ -137,7 +137,7 @@ func TestSameMessagesAsCaddyfile(t *testing.T) {
 	_, cfErr := adaptCaddyfile(globalCaddyfile("tenant acme {\n\tconnection c {\n\t\toauth2 {\n\t\t\ttoken_url http://as.example/t\n\t\t}\n\t}\n}"))
 	a := new(App)
 	_ = json.Unmarshal([]byte(`{"tenants":[{"name":"acme","connections":[{"name":"c","oauth2":{"token_url":"http://as.example/t","client_id":"x"}}]}]}`), a)
-	jsErr := a.Validate()
+	jsErr := a.checkConfig()
 	if cfErr == nil || jsErr == nil || !strings.Contains(cfErr.Error(), core+", at Caddyfile:6") || !strings.HasSuffix(jsErr.Error(), core) {
 		t.Fatalf("caddyfile: %v\njson: %v", cfErr, jsErr)
 	}
