@@ -649,6 +649,9 @@ func parsePolicy(d *caddyfile.Dispenser) (*PolicyConfig, caddyfile.Token, error)
 	if err := validatePolicy(p); err != nil {
 		return nil, ttok, errAt(tok, fmt.Errorf("policy %q: %w", name, err))
 	}
+	if err := checkPolicyCompiles(p); err != nil {
+		return nil, ttok, errAt(tok, fmt.Errorf("policy %q: %w", name, err))
+	}
 	return p, ttok, nil
 }
 

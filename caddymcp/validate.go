@@ -453,7 +453,13 @@ func validatePolicy(p *PolicyConfig) error {
 			return err
 		}
 	}
-	// whatever the policy engine refuses is refused here too
+	return nil
+}
+
+// checkPolicyCompiles refuses at adapt time whatever the policy engine
+// would refuse at load. (At load, App.Provision compiles every policy once
+// into the engine; this per-policy compile is for the Caddyfile line.)
+func checkPolicyCompiles(p *PolicyConfig) error {
 	if _, err := policy.Compile([]policy.Policy{*p}, "", policy.Options{}); err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), fmt.Sprintf("policy %q: ", p.Name)))
 	}
