@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -54,7 +53,51 @@ type exchange struct {
 	sessionCreated                 time.Time
 	// affinity is the upstream-affinity cookie sealed in the session.
 	affinity string
+	// auditDecision is the decision as audited ({mcp.decision}); empty
+	// until the request has been authorized.
+	auditDecision string
+
+	// Held here so that one allocation serves the whole request: the
+	// response wrapper and the re-readable body handed to the upstream.
+	rw   respWriter
+	body bodyReader
 }
+
+// placeholder resolves the {mcp.*} placeholders (Replacer.Map): read when
+// something asks, from what the pipeline has learned so far.
+func (x *exchange) placeholder(key string) (any, bool) {
+	if len(key) < 4 || key[:4] != "mcp." {
+		return nil, false
+	}
+	switch key[4:] {
+	case "server":
+		return x.srv.cfg.Name, true
+	case "tenant":
+		return x.srv.cfg.Tenant, true
+	case "agent":
+		if x.id != nil {
+			return x.id.Agent, true
+		}
+	case "subject":
+		if x.id != nil {
+			return x.id.Subject, true
+		}
+	case "method":
+		return x.method, true
+	case "tool":
+		return x.tool, true
+	case "decision":
+		if x.auditDecision != "" {
+			return x.auditDecision, true
+		}
+	}
+	return nil, false
+}
+
+// bodyReader is the inspected request body, forwarded unchanged.
+type bodyReader struct{ bytes.Reader }
+
+func (*bodyReader) Close() error { return nil }
 
 func newDecisionID() string {
 	var b [8]byte
@@ -80,9 +123,12 @@ func (h *Handler) readMessage(w http.ResponseWriter, r *http.Request, x *exchang
 	if err != nil {
 		return nil, writeJSONRPC(w, mcpmsg.HTTPStatus(err), mcpmsg.InspectErrorResponse(err))
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.ContentLength = int64(len(body))
-	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	x.body.Reset(body)
+	r.Body = &x.body
+	if r.ContentLength != int64(len(body)) { // it was chunked
+		r.ContentLength = int64(len(body))
+		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	}
 	return msg, nil
 }
 

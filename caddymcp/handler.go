@@ -149,9 +149,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("mcp.server", srv.cfg.Name)
-	repl.Set("mcp.tenant", srv.cfg.Tenant)
+	// One allocation holds what the pipeline learns, the response wrapper
+	// and the re-readable body; the placeholders read it lazily.
+	x := &exchange{srv: srv, method: r.Method}
+	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Map(x.placeholder)
 
 	if status, reason := srv.checkOrigin(r); status != 0 {
 		h.logger.Debug("request refused", zap.String("server", srv.cfg.Name), zap.String("reason", reason))
@@ -172,15 +173,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		w.Header().Add("Vary", "Origin")
 	}
 
-	x := &exchange{srv: srv, method: r.Method, decisionID: newDecisionID(), clientIP: clientIP(r)}
+	x.decisionID, x.clientIP = newDecisionID(), clientIP(r)
 	if !srv.cfg.Anonymous {
 		id, err := h.authenticate(w, r, srv, x)
 		if id == nil {
 			return err
 		}
 		x.id = id
-		repl.Set("mcp.agent", id.Agent)
-		repl.Set("mcp.subject", id.Subject)
 	}
 
 	if r.Method == http.MethodPost {
@@ -202,12 +201,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return writeJSONRPC(w, http.StatusBadRequest, mcpmsg.ErrorResponse(x.msg.ID, mcpmsg.CodeHeaderMismatch, err.Error(), nil))
 		}
 	}
-	repl.Set("mcp.method", x.method)
-	repl.Set("mcp.tool", x.tool)
-
 	ok, err := h.authorize(w, r, x)
 	decision := x.decision.AuditDecision()
-	repl.Set("mcp.decision", decision)
+	x.auditDecision = decision
 	if !ok {
 		h.audit(r, x, decision, 0, 0)
 		return err
@@ -228,7 +224,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		defer done()
 		r = r.WithContext(ctx)
 	}
-	rw := &respWriter{ResponseWriter: w, detached: r.Method == http.MethodPost, h: h, x: x}
+	rw := &x.rw
+	*rw = respWriter{ResponseWriter: w, detached: r.Method == http.MethodPost, h: h, x: x}
 	if len(x.filterIDs) > 0 {
 		effective := x.decision.Effective
 		tools := srv.tools

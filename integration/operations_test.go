@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddymcp/gateway/internal/oidctest"
 )
@@ -204,4 +205,115 @@ func TestMetricsAdminAndReload(t *testing.T) {
 		t.Fatalf("explain after reload: %v", m)
 	}
 	assertNoSecretsLogged(t, c, tok, apiKey, agentSecret)
+}
+
+// TestBufferedAuditLog: the `mcp_buffered` log writer in front of Caddy's
+// file writer. Two logs take the same audit stream: one flushing every
+// 200ms shows every decision within seconds; one flushing hourly keeps
+// them in memory (its file stays empty while the gateway runs) and writes
+// every one of them when Caddy stops — so buffering saves the per-entry
+// write without losing entries on a clean stop.
+func TestBufferedAuditLog(t *testing.T) {
+	t.Parallel()
+	u := newUpstream(t, "audited")
+	port := freePort(t)
+	dir := t.TempDir()
+	fast, slow := filepath.Join(dir, "audit-fast.log"), filepath.Join(dir, "audit-slow.log")
+	c := startCaddy(t, caddyConfig{
+		Global: fmt.Sprintf(`log audit_fast {
+	include mcp.audit
+	output mcp_buffered {
+		output file %s
+		flush_interval 200ms
+	}
+}
+log audit_slow {
+	include mcp.audit
+	output mcp_buffered {
+		output file %s
+		size 1MiB
+		flush_interval 1h
+	}
+}
+log default {
+	exclude mcp.audit
+}
+mcp {
+	tenant acme {
+	}
+%s}`, fast, slow, openPolicy),
+		Sites: fmt.Sprintf(`http://:%d {
+	mcp_gateway {
+		server acme-audited {
+			tenant acme
+			path /mcp
+			upstream %s
+			anonymous
+		}
+	}
+}
+`, port, u.URL),
+		WaitPorts: []int{port},
+	})
+	ctx, cancel := testContext(t, 30)
+	defer cancel()
+	cl := mustConnect(ctx, t, port, fmt.Sprintf("http://127.0.0.1:%d/mcp", port), clientOptions{})
+	const calls = 25
+	for i := 0; i < calls; i++ {
+		if _, err := cl.whoami(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decisions := func(path string) (n int, lines []string) {
+		data, err := os.ReadFile(path)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			if line == "" {
+				continue
+			}
+			var e struct {
+				Logger, Msg, Decision, Server string
+			}
+			if err := json.Unmarshal([]byte(line), &e); err != nil || e.Logger != "mcp.audit" || e.Msg != "decision" {
+				t.Fatalf("%s: not an audit entry: %q (%v)", filepath.Base(path), line, err)
+			}
+			if e.Server == "acme-audited" && e.Decision == "allow" {
+				n++
+			}
+			lines = append(lines, line)
+		}
+		return n, lines
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if n, _ := decisions(fast); n >= calls {
+			break
+		}
+		if time.Now().After(deadline) {
+			n, _ := decisions(fast)
+			t.Fatalf("the 200ms log shows %d allowed decisions after 10s, want >= %d", n, calls)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, lines := decisions(slow); len(lines) != 0 {
+		t.Fatalf("the hourly log wrote %d entries while running; want them buffered", len(lines))
+	}
+	if strings.Contains(c.Output.String(), `"logger":"mcp.audit"`) {
+		t.Error("audit entries reached the default log despite `exclude mcp.audit`")
+	}
+
+	c.stop()
+	_, fastLines := decisions(fast)
+	n, slowLines := decisions(slow)
+	if n < calls || len(slowLines) != len(fastLines) {
+		t.Fatalf("after stop: hourly log has %d entries (%d allowed calls), the 200ms log %d; want the same, >= %d calls",
+			len(slowLines), n, len(fastLines), calls)
+	}
+	for i := range slowLines {
+		if slowLines[i] != fastLines[i] {
+			t.Fatalf("entry %d differs:\n%s\n%s", i, slowLines[i], fastLines[i])
+		}
+	}
 }

@@ -156,10 +156,26 @@ func ReadBodySized(r io.Reader, limit, size int64) ([]byte, error) {
 	if size > limit {
 		return nil, &Error{Kind: ErrTooLarge, Msg: fmt.Sprintf("over %d bytes", limit)}
 	}
-	var buf bytes.Buffer
 	if size > 0 {
-		buf.Grow(int(size) + bytes.MinRead)
+		// The usual case: exactly the announced bytes, in one buffer.
+		buf := make([]byte, size)
+		n, err := io.ReadFull(r, buf)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return buf[:n], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var one [1]byte
+		if _, err := io.ReadFull(r, one[:]); err == io.EOF {
+			return buf, nil
+		} else if err != nil {
+			return nil, err
+		}
+		// Longer than announced: read on, capped, from what we have.
+		r = io.MultiReader(bytes.NewReader(buf), bytes.NewReader(one[:]), r)
 	}
+	var buf bytes.Buffer
 	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
