@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# genbig.sh SERVERS POLICIES LISTEN_PORT ADMIN_PORT RS_ISSUER ES_ISSUER NULL_UPSTREAM RESOURCE
+# genbig.sh SERVERS POLICIES LISTEN_PORT ADMIN_PORT RS_ISSUER ES_ISSUER NULL_UPSTREAM RESOURCE [AUDIT_FILE]
 # Writes to stdout a gateway Caddyfile with SERVERS servers (over SERVERS/10 tenants, each
 # server routed by its own path) and POLICIES policies, plus the benchmark's own tenant
 # "bench", server "null" (path /bench/mcp) and policy "bench" (listed last).
 # Each generated policy names one agent, one group, one server and its tenant, so none is a
 # no-op that an engine could skip.
 set -euo pipefail
-servers=$1 policies=$2 port=$3 admin=$4 rs=$5 es=$6 up=$7 resource=$8
+servers=$1 policies=$2 port=$3 admin=$4 rs=$5 es=$6 up=$7 resource=$8 audit=${9:-}
 tenants=$(( servers / 10 )); (( tenants >= 1 )) || tenants=1
+echo "{"
+# With AUDIT_FILE, the audit log goes there through the mcp_buffered writer (as in bench/run.sh's gateway).
+[[ -n $audit ]] && printf '\tlog audit {\n\t\tinclude mcp.audit\n\t\toutput mcp_buffered {\n\t\t\toutput file %s\n\t\t}\n\t}\n\tlog default {\n\t\texclude mcp.audit\n\t}\n' "$audit"
 cat <<HDR
-{
 	admin 127.0.0.1:${admin}
 	mcp {
 		issuer ${rs} {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — the MCP gateway against plain Caddy, on loopback, in alternating rounds.
 #
-#   bench/run.sh                 # default: 5 rounds x 10 rows x 6s, 1000 SSE streams, big config
+#   bench/run.sh                 # default: 5 rounds x 11 rows x 6s, 1000 SSE streams, big config
 #                                # 10 000 servers / 100 000 policies (about 8 minutes with builds)
 #   QUICK=1 bench/run.sh         # 2 rounds x 2s, 200 SSE streams, big config 1 000 / 10 000
 #                                # (about 1.5 minutes once the Go build cache is warm)
@@ -13,8 +13,9 @@
 # What it does: installs wrk if missing (apt-get), builds the gateway (go build ./cmd/caddy),
 # bench/nullupstream, bench/benchissuer, bench/bigjson, bench/ssehold, installs the go-sdk
 # conformance everything-server v1.8.0 into a bench-local GOBIN, starts them and four Caddy
-# processes (plain reverse_proxy; the gateway; the gateway with BIG_SERVERS servers and
-# BIG_POLICIES policies), checks every configuration answers a real result, then runs wrk in
+# processes (plain reverse_proxy; the gateway, its audit log through mcp_buffered; the same
+# gateway with the audit log left on Caddy's default stderr log; the gateway with BIG_SERVERS
+# servers and BIG_POLICIES policies), checks every configuration answers a real result, then runs wrk in
 # alternating rounds and prints the table. Every process it starts is stopped on exit.
 set -euo pipefail
 
@@ -42,6 +43,7 @@ P_NULL=$((PB + 1)) P_SDK=$((PB + 2)) P_RS=$((PB + 11)) P_ES=$((PB + 12))
 P_CADDY_NULL=$((PB + 20)) P_CADDY_SDK=$((PB + 21)) A_CADDY=$((PB + 29))
 P_GW_NULL=$((PB + 30)) P_GW_SDK=$((PB + 31)) A_GW=$((PB + 39))
 P_BIG=$((PB + 40)) A_BIG=$((PB + 49))
+P_GWS_NULL=$((PB + 50)) P_GWS_SDK=$((PB + 51)) A_GWS=$((PB + 59))
 RES_NULL="http://127.0.0.1:$P_GW_NULL/bench/mcp"
 RES_SDK="http://127.0.0.1:$P_GW_SDK/bench/mcp"
 
@@ -117,16 +119,24 @@ http://127.0.0.1:$P_CADDY_SDK {
 }
 EOF
 
-# gw_caddyfile WITH_CONNECTION(0|1)
+# gw_caddyfile WITH_CONNECTION(0|1) AUDIT(buffered|sync) ADMIN PORT_NULL PORT_SDK
+# The gateway writes its audit log (one entry per request) to a file through the mcp_buffered
+# writer, as the README recommends at thousands of requests per second; AUDIT=sync leaves it on
+# Caddy's default log (stderr, one write system call per entry) for the null/gw-syncaudit row.
 gw_caddyfile() {
-	local conn_def="" conn_use=""
+	local conn_def="" conn_use="" audit_log=""
 	if [[ $1 == 1 ]]; then
 		conn_def=$'\t\t\tconnection key {\n\t\t\t\tapi_key X-Api-Key bench-api-key\n\t\t\t}'
 		conn_use=$'\t\t\tconnection key'
 	fi
+	if [[ $2 == buffered ]]; then
+		audit_log=$'\tlog audit {\n\t\tinclude mcp.audit\n\t\toutput mcp_buffered {\n\t\t\toutput file '"$WORK/logs/gw-audit.log"$'\n\t\t}\n\t}\n\tlog default {\n\t\texclude mcp.audit\n\t}'
+	fi
+	local admin=$3 p_null=$4 p_sdk=$5
 	cat <<EOF
 {
-	admin 127.0.0.1:$A_GW
+$audit_log
+	admin 127.0.0.1:$admin
 	mcp {
 		issuer http://127.0.0.1:$P_RS {
 			jwks_uri http://127.0.0.1:$P_RS/keys
@@ -149,7 +159,7 @@ $conn_def
 		}
 	}
 }
-http://127.0.0.1:$P_GW_NULL {
+http://127.0.0.1:$p_null {
 	mcp_gateway {
 		server null {
 			tenant bench
@@ -164,7 +174,7 @@ $conn_use
 		}
 	}
 }
-http://127.0.0.1:$P_GW_SDK {
+http://127.0.0.1:$p_sdk {
 	mcp_gateway {
 		server sdk {
 			tenant bench
@@ -183,32 +193,33 @@ EOF
 }
 
 CONNECTION_NOTE="api_key connection configured"
-gw_caddyfile 1 >"$WORK/gw.caddyfile"
-if ! "$CADDY" adapt --config "$WORK/gw.caddyfile" >"$WORK/gw.json" 2>"$WORK/logs/gw-adapt.log"; then
-	CONNECTION_NOTE="api_key connection refused by adapt ($(tail -1 "$WORK/logs/gw-adapt.log")); running without connection"
-	gw_caddyfile 0 >"$WORK/gw.caddyfile"
-	"$CADDY" adapt --config "$WORK/gw.caddyfile" >"$WORK/gw.json" 2>"$WORK/logs/gw-adapt.log" ||
-		die "gateway Caddyfile does not adapt: $(tail -3 "$WORK/logs/gw-adapt.log")"
-fi
+gw_caddyfile 1 buffered "$A_GW" "$P_GW_NULL" "$P_GW_SDK" >"$WORK/gw.caddyfile"
+gw_caddyfile 1 sync "$A_GWS" "$P_GWS_NULL" "$P_GWS_SDK" >"$WORK/gwsync.caddyfile"
+for c in gw gwsync; do
+	"$CADDY" adapt --config "$WORK/$c.caddyfile" >"$WORK/$c.json" 2>"$WORK/logs/$c-adapt.log" ||
+		die "gateway Caddyfile $c does not adapt: $(tail -3 "$WORK/logs/$c-adapt.log")"
+done
 
 declare -A FAILED=()
 start caddy "$CADDY" run --config "$WORK/caddy.caddyfile"
 start gw "$CADDY" run --config "$WORK/gw.json"
+start gwsync "$CADDY" run --config "$WORK/gwsync.json"
 wait_http "http://127.0.0.1:$A_CADDY/config/" 60 || die "plain Caddy did not start: $(tail -3 "$WORK/logs/caddy.log")"
 wait_http "http://127.0.0.1:$A_GW/config/" 60 || FAILED[gw]="gateway did not load: $(grep -m1 -i error "$WORK/logs/gw.log" | cut -c1-300)"
+wait_http "http://127.0.0.1:$A_GWS/config/" 60 || FAILED[gwsync]="gateway did not load: $(grep -m1 -i error "$WORK/logs/gwsync.log" | cut -c1-300)"
 
 # The big configuration: adapt a small genbig.sh Caddyfile with the real adapter, expand its
 # JSON to BIG_SERVERS/BIG_POLICIES (bench/bigjson), load it and time the load.
 BIG_NOTE=""
 "$ROOT/bench/genbig.sh" 3 3 "$P_BIG" "$A_BIG" "http://127.0.0.1:$P_RS" "http://127.0.0.1:$P_ES" \
-	"http://127.0.0.1:$P_NULL/mcp" "$RES_NULL" >"$WORK/big-small.caddyfile"
+	"http://127.0.0.1:$P_NULL/mcp" "$RES_NULL" "$WORK/logs/big-audit.log" >"$WORK/big-small.caddyfile"
 if ! "$CADDY" adapt --config "$WORK/big-small.caddyfile" >"$WORK/big-small.json" 2>"$WORK/logs/big-adapt.log"; then
 	FAILED[big]="small genbig Caddyfile does not adapt: $(tail -1 "$WORK/logs/big-adapt.log" | cut -c1-300)"
 else
 	"$WORK/bin/bigjson" -in "$WORK/big-small.json" -servers "$BIG_SERVERS" -policies "$BIG_POLICIES" >"$WORK/big.json"
 	if [[ $BIG_ADAPT == 1 ]]; then
 		"$ROOT/bench/genbig.sh" "$BIG_SERVERS" "$BIG_POLICIES" "$P_BIG" "$A_BIG" "http://127.0.0.1:$P_RS" \
-			"http://127.0.0.1:$P_ES" "http://127.0.0.1:$P_NULL/mcp" "$RES_NULL" >"$WORK/big.caddyfile"
+			"http://127.0.0.1:$P_ES" "http://127.0.0.1:$P_NULL/mcp" "$RES_NULL" "$WORK/logs/big-audit.log" >"$WORK/big.caddyfile"
 		t0=$(date +%s.%N)
 		"$CADDY" adapt --config "$WORK/big.caddyfile" >/dev/null 2>&1 || true
 		BIG_NOTE+=" adapt(Caddyfile, $(wc -l <"$WORK/big.caddyfile") lines)=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s"
@@ -247,6 +258,7 @@ ROWS=(
 	"null/caddy|caddy|http://127.0.0.1:$P_CADDY_NULL/bench/mcp|call|rs256.jwt|tools/call|test_simple_text"
 	"null/gw-rs256|gw|$RES_NULL|call|rs256.jwt|tools/call|test_simple_text"
 	"null/gw-es256|gw|$RES_NULL|call|es256.jwt|tools/call|test_simple_text"
+	"null/gw-syncaudit|gwsync|http://127.0.0.1:$P_GWS_NULL/bench/mcp|call|rs256.jwt|tools/call|test_simple_text"
 	"null/gw-big-rs256|big|http://127.0.0.1:$P_BIG/bench/mcp|call|rs256.jwt|tools/call|test_simple_text"
 	"list/caddy|caddy|http://127.0.0.1:$P_CADDY_NULL/bench/mcp|list|rs256.jwt|tools/list|"
 	"list/gw-rs256|gw|$RES_NULL|list|rs256.jwt|tools/list|"
@@ -379,7 +391,7 @@ for row in "${ROWS[@]}"; do
 done
 echo
 echo "ratios (median of per-round paired ratios, min-max):"
-for pair in "null/gw-rs256 null/caddy" "null/gw-es256 null/caddy" "null/gw-big-rs256 null/caddy" "list/gw-rs256 list/caddy" "sdk/gw-rs256 sdk/caddy" "null/caddy null/direct"; do
+for pair in "null/gw-rs256 null/caddy" "null/gw-es256 null/caddy" "null/gw-syncaudit null/caddy" "null/gw-big-rs256 null/caddy" "list/gw-rs256 list/caddy" "sdk/gw-rs256 sdk/caddy" "null/caddy null/direct"; do
 	read -r x y <<<"$pair"
 	read -r t1 t2 t3 < <(paired 3 "$x" "$y")
 	read -r c1 c2 c3 < <(paired 6 "$x" "$y")

@@ -128,7 +128,15 @@ func (a *App) Tenant(name string) *TenantConfig {
 func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return validatePolicyServers(a.Policies, a.servers)
+	if err := validatePolicyServers(a.Policies, a.servers); err != nil {
+		return err
+	}
+	// The compiled engine is all that is used from here on; the decoded
+	// policies (Caddy keeps its own copy of the config for the admin API)
+	// would only add to the live heap the GC walks (100 000 policies:
+	// ~20 MB).
+	a.Policies = nil
+	return nil
 }
 
 // Stop implements caddy.App.

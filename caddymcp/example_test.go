@@ -3,6 +3,8 @@ package caddymcp
 import (
 	"encoding/json"
 	"os"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -92,5 +94,34 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	}
 	if err := validatePolicyServers(app.Policies, names); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReadmeCaddyfiles adapts every complete Caddyfile in README.md (a
+// ```caddyfile block that starts with the global options block or a site
+// address), so the documented examples keep working. Fragments meant to
+// go inside a block (a single subdirective, a `tenant { }`) and syntax
+// outlines (`{ ... }`) are skipped.
+func TestReadmeCaddyfiles(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```caddyfile\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	site := regexp.MustCompile(`^[a-z0-9.:/*-]+\.[a-z]+(:[0-9]+)? \{$|^:[0-9]+ \{$|^https?://`)
+	adapted := 0
+	for i, b := range blocks {
+		text := b[1]
+		first, _, _ := strings.Cut(strings.TrimSpace(text), "\n")
+		if first != "{" && !site.MatchString(first) || strings.Contains(text, "{ ... }") {
+			continue // a fragment, or a syntax outline with { ... } for blocks
+		}
+		adapted++
+		if _, err := adaptCaddyfile(text); err != nil {
+			t.Errorf("README caddyfile block %d (starting %q) does not adapt: %v", i+1, first, err)
+		}
+	}
+	if adapted < 4 {
+		t.Fatalf("only %d complete Caddyfiles found in README.md", adapted)
 	}
 }
