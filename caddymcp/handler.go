@@ -80,8 +80,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.router = newRouter(len(h.Servers))
+	sharedProxies := make(map[string]*server)
 	for _, cfg := range h.Servers {
-		srv, err := h.provisionServer(ctx, cfg)
+		srv, err := h.provisionServer(ctx, cfg, sharedProxies)
 		if err != nil {
 			return fmt.Errorf("server %s: %w", cfg.Name, err)
 		}
@@ -95,7 +96,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-func (h *Handler) provisionServer(ctx caddy.Context, cfg *ServerConfig) (*server, error) {
+func (h *Handler) provisionServer(ctx caddy.Context, cfg *ServerConfig, sharedProxies map[string]*server) (*server, error) {
 	srv, err := newServer(cfg, h.app)
 	if err != nil {
 		return nil, err
@@ -104,20 +105,31 @@ func (h *Handler) provisionServer(ctx caddy.Context, cfg *ServerConfig) (*server
 	if err != nil {
 		return nil, err
 	}
-	cfg.ProxyRaw = raw
-	mod, err := ctx.LoadModule(cfg, "ProxyRaw")
-	if err != nil {
-		return nil, fmt.Errorf("loading reverse_proxy: %v", err)
-	}
-	proxy, ok := mod.(caddyhttp.MiddlewareHandler)
-	if !ok {
-		return nil, fmt.Errorf("reverse_proxy module %T is not an HTTP handler", mod)
-	}
-	srv.proxy = proxy
-	if rp, ok := mod.(*reverseproxy.Handler); ok && rp.LoadBalancing != nil {
-		if c, ok := rp.LoadBalancing.SelectionPolicy.(*reverseproxy.CookieHashSelection); ok {
-			srv.stickyCookie = c.Name
+	// Servers whose reverse_proxy configurations are byte-identical (a
+	// server per customer in front of one backend) share one provisioned
+	// proxy: one connection pool to that backend and one set of its
+	// background tasks instead of one per server. Credentials are injected
+	// per request before the proxy, and the proxy keeps no per-server state.
+	if p, ok := sharedProxies[string(raw)]; ok {
+		srv.proxy, srv.stickyCookie = p.proxy, p.stickyCookie
+		cfg.ProxyRaw = nil
+	} else {
+		cfg.ProxyRaw = raw
+		mod, err := ctx.LoadModule(cfg, "ProxyRaw")
+		if err != nil {
+			return nil, fmt.Errorf("loading reverse_proxy: %v", err)
 		}
+		proxy, ok := mod.(caddyhttp.MiddlewareHandler)
+		if !ok {
+			return nil, fmt.Errorf("reverse_proxy module %T is not an HTTP handler", mod)
+		}
+		srv.proxy = proxy
+		if rp, ok := mod.(*reverseproxy.Handler); ok && rp.LoadBalancing != nil {
+			if c, ok := rp.LoadBalancing.SelectionPolicy.(*reverseproxy.CookieHashSelection); ok {
+				srv.stickyCookie = c.Name
+			}
+		}
+		sharedProxies[string(raw)] = srv
 	}
 	if srv.conn, err = h.app.serverConnection(cfg); err != nil {
 		return nil, err

@@ -295,6 +295,9 @@ func TestScenario2ServerPerCustomer(t *testing.T) {
 	t.Cleanup(func() { _ = op.Close() })
 	acmeUp, globexUp := newUpstream(t, "acme-internal"), newUpstream(t, "globex-internal")
 	acmeBilling, globexBilling := newUpstream(t, "acme-billing"), newUpstream(t, "globex-billing")
+	// One backend for every customer behind per-customer servers: their
+	// identical reverse_proxy configurations share one provisioned proxy.
+	sharedBackend := newUpstream(t, "shared-backend")
 	port := freePort(t)
 	c := startCaddy(t, caddyConfig{
 		Global: fmt.Sprintf(`mcp {
@@ -369,8 +372,24 @@ func TestScenario2ServerPerCustomer(t *testing.T) {
 			connection billing
 			require mcp:read
 		}
+		server acme-shared {
+			tenant acme
+			host acme.test
+			path /shared/mcp
+			upstream %[6]s
+			connection billing
+			require mcp:read
+		}
+		server globex-shared {
+			tenant globex
+			host globex.test
+			path /shared/mcp
+			upstream %[6]s
+			connection billing
+			require mcp:read
+		}
 	}
-}`, port, acmeUp.URL, globexUp.URL, acmeBilling.URL, globexBilling.URL),
+}`, port, acmeUp.URL, globexUp.URL, acmeBilling.URL, globexBilling.URL, sharedBackend.URL),
 		WaitPorts: []int{port},
 	})
 	ctx, cancel := testContext(t, 120)
@@ -481,29 +500,33 @@ func TestScenario2ServerPerCustomer(t *testing.T) {
 
 	// 500 interleaved concurrent calls from both tenants each carry only
 	// their own tenant's credential; a client-sent X-Api-Key never arrives.
-	var wg sync.WaitGroup
-	failed := make(chan string, 500)
-	acmeBillTok := token("acme-agent", acmeURL+"/billing/mcp")
-	globexBillTok := token("globex-agent", globexURL+"/billing/mcp")
-	for i := 0; i < 500; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			ep, tok := acmeURL+"/billing/mcp", acmeBillTok
-			if i%2 == 1 {
-				ep, tok = globexURL+"/billing/mcp", globexBillTok
-			}
-			st, body, err := statelessCall(ctx, hc, ep, tok, "whoami", http.Header{"X-Api-Key": {"client-forged-key"}, "Cookie": {"sid=client"}})
-			if err != nil || st != 200 {
-				failed <- fmt.Sprintf("%s: %d %v %.200s", ep, st, err, body)
-			}
-		}(i)
+	// Then the same through the two servers in front of one shared backend.
+	interleave := func(path string, n int) {
+		var wg sync.WaitGroup
+		failed := make(chan string, n)
+		acmeTok, globexTok := token("acme-agent", acmeURL+path), token("globex-agent", globexURL+path)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				ep, tok, who := acmeURL+path, acmeTok, fmt.Sprintf("acme-%d", i)
+				if i%2 == 1 {
+					ep, tok, who = globexURL+path, globexTok, fmt.Sprintf("globex-%d", i)
+				}
+				st, body, err := statelessCall(ctx, hc, ep, tok, "whoami", http.Header{
+					"X-Api-Key": {"client-forged-key"}, "Cookie": {"sid=client"}, "X-Test-Client": {who}})
+				if err != nil || st != 200 {
+					failed <- fmt.Sprintf("%s: %d %v %.200s", ep, st, err, body)
+				}
+			}(i)
+		}
+		wg.Wait()
+		close(failed)
+		for f := range failed {
+			t.Fatalf("interleaved call failed: %s", f)
+		}
 	}
-	wg.Wait()
-	close(failed)
-	for f := range failed {
-		t.Fatalf("interleaved call failed: %s", f)
-	}
+	interleave("/billing/mcp", 500)
 	for up, key := range map[*upstream]string{acmeBilling: acmeBillingKey, globexBilling: globexBillingKey} {
 		reqs := up.Requests()
 		if len(reqs) < 250 {
@@ -516,6 +539,21 @@ func TestScenario2ServerPerCustomer(t *testing.T) {
 			if r.Header.Get("Authorization") != "" || r.Header.Get("Cookie") != "" {
 				t.Fatalf("%s received the client's Authorization or Cookie", up.Name)
 			}
+		}
+	}
+	interleave("/shared/mcp", 400)
+	sharedReqs := sharedBackend.Requests()
+	if len(sharedReqs) < 400 {
+		t.Fatalf("the shared backend saw %d requests, want >= 400", len(sharedReqs))
+	}
+	for _, r := range sharedReqs {
+		who := r.Header.Get("X-Test-Client")
+		want := map[bool]string{true: acmeBillingKey, false: globexBillingKey}[strings.HasPrefix(who, "acme-")]
+		if got := r.Header.Values("X-Api-Key"); len(got) != 1 || got[0] != want || who == "" {
+			t.Fatalf("shared backend: the call of %q arrived with X-Api-Key %.12v", who, got)
+		}
+		if r.Header.Get("Authorization") != "" || r.Header.Get("Cookie") != "" {
+			t.Fatalf("shared backend received the client's Authorization or Cookie")
 		}
 	}
 	if got := acmeBilling.Requests()[0].Header.Get("X-Tenant"); got != "acme" {
