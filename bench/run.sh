@@ -6,7 +6,7 @@
 #   QUICK=1 bench/run.sh         # 2 rounds x 2s, 200 SSE streams, big config 1 000 / 10 000
 #                                # (about 1.5 minutes once the Go build cache is warm)
 #
-# Knobs (environment): ROUNDS DURATION CONNS THREADS WARMUP BIG_SERVERS BIG_POLICIES
+# Knobs (environment): PIN=1 (proxies on CPU 1, load and upstreams on CPU 0) ROUNDS DURATION CONNS THREADS WARMUP BIG_SERVERS BIG_POLICIES
 # BIG_ADAPT=1 (also time `caddy adapt` of the full big Caddyfile: minutes) SSE_STREAMS (0 = skip)
 # PORT_BASE (default 19500) BENCH_WORK (work dir; default a new /tmp/mcpbench.XXXXXX, kept).
 #
@@ -33,6 +33,17 @@ BIG_SERVERS=${BIG_SERVERS:-10000}
 BIG_POLICIES=${BIG_POLICIES:-100000}
 BIG_ADAPT=${BIG_ADAPT:-0}
 PB=${PORT_BASE:-19500}
+# PIN=1: every proxy (plain Caddy and the gateways) on CPU 1, wrk, the upstreams and the issuer on
+# CPU 0 (taskset). Each proxy then has a core of its own (Go sizes GOMAXPROCS to it: 1), which
+# takes the scheduling noise of sharing two cores with wrk out of the CPU-per-request figures;
+# the sdk rows become bound by the go-sdk server, which shares CPU 0 with wrk.
+PIN=${PIN:-0}
+LOADSIDE="" PROXYSIDE=""
+if [[ $PIN == 1 ]]; then
+	command -v taskset >/dev/null || { echo "PIN=1 needs taskset (util-linux)" >&2; exit 1; }
+	[[ $(nproc) -ge 2 ]] || { echo "PIN=1 needs 2 CPUs" >&2; exit 1; }
+	LOADSIDE="taskset -c 0" PROXYSIDE="taskset -c 1"
+fi
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/mcpbench.XXXXXX)}
 mkdir -p "$WORK"/{bin,tok,logs,xdg}
 export XDG_DATA_HOME="$WORK/xdg/data" XDG_CONFIG_HOME="$WORK/xdg/config"
@@ -97,10 +108,10 @@ fi
 CADDY="$WORK/bin/caddy"
 
 # ---------------------------------------------------------------- upstreams and issuers
-start null "$WORK/bin/nullupstream" -addr "127.0.0.1:$P_NULL"
-start sdk "$WORK/bin/everything-server" -http="127.0.0.1:$P_SDK" -stateless=true
+start null $LOADSIDE "$WORK/bin/nullupstream" -addr "127.0.0.1:$P_NULL"
+start sdk $LOADSIDE "$WORK/bin/everything-server" -http="127.0.0.1:$P_SDK" -stateless=true
 rm -f "$WORK/tok/ready"
-start issuer "$WORK/bin/benchissuer" -rs "127.0.0.1:$P_RS" -es "127.0.0.1:$P_ES" -aud "$RES_NULL,$RES_SDK" -out "$WORK/tok"
+start issuer $LOADSIDE "$WORK/bin/benchissuer" -rs "127.0.0.1:$P_RS" -es "127.0.0.1:$P_ES" -aud "$RES_NULL,$RES_SDK" -out "$WORK/tok"
 for ((i = 0; i < 300; i++)); do [[ -e $WORK/tok/ready ]] && break; sleep 0.1; done
 [[ -e $WORK/tok/ready ]] || die "benchissuer did not start: $(tail -3 "$WORK/logs/issuer.log")"
 wait_http "http://127.0.0.1:$P_NULL/" 60 DELETE || die "nullupstream did not start"
@@ -201,9 +212,9 @@ for c in gw gwsync; do
 done
 
 declare -A FAILED=()
-start caddy "$CADDY" run --config "$WORK/caddy.caddyfile"
-start gw "$CADDY" run --config "$WORK/gw.json"
-start gwsync "$CADDY" run --config "$WORK/gwsync.json"
+start caddy $PROXYSIDE "$CADDY" run --config "$WORK/caddy.caddyfile"
+start gw $PROXYSIDE "$CADDY" run --config "$WORK/gw.json"
+start gwsync $PROXYSIDE "$CADDY" run --config "$WORK/gwsync.json"
 wait_http "http://127.0.0.1:$A_CADDY/config/" 60 || die "plain Caddy did not start: $(tail -3 "$WORK/logs/caddy.log")"
 wait_http "http://127.0.0.1:$A_GW/config/" 60 || FAILED[gw]="gateway did not load: $(grep -m1 -i error "$WORK/logs/gw.log" | cut -c1-300)"
 wait_http "http://127.0.0.1:$A_GWS/config/" 60 || FAILED[gwsync]="gateway did not load: $(grep -m1 -i error "$WORK/logs/gwsync.log" | cut -c1-300)"
@@ -225,7 +236,7 @@ else
 		BIG_NOTE+=" adapt(Caddyfile, $(wc -l <"$WORK/big.caddyfile") lines)=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s"
 	fi
 	t0=$(date +%s.%N)
-	start big "$CADDY" run --config "$WORK/big.json"
+	start big $PROXYSIDE "$CADDY" run --config "$WORK/big.json"
 	ok=0
 	for ((i = 0; i < 1800; i++)); do
 		code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' -X POST "http://127.0.0.1:$P_BIG/bench/mcp" \
@@ -307,7 +318,7 @@ run_one() { # row round -> appends to $RES
 	local args=("$WORK/$body.json" "$([[ $tok == - ]] && echo - || echo "$WORK/tok/$tok")" "$mm")
 	[[ -n $mn ]] && args+=("$mn")
 	c0=$(cpu_ticks "$ppid") u0=$(cpu_ticks "$upid")
-	line=$(wrk -t"$THREADS" -c"$CONNS" -d"${dur}s" --latency -s "$ROOT/bench/post.lua" "$url" -- "${args[@]}" 2>&1 | grep '^BENCH' || true)
+	line=$($LOADSIDE wrk -t"$THREADS" -c"$CONNS" -d"${dur}s" --latency -s "$ROOT/bench/post.lua" "$url" -- "${args[@]}" 2>&1 | grep '^BENCH' || true)
 	c1=$(cpu_ticks "$ppid") u1=$(cpu_ticks "$upid")
 	[[ -z $round ]] && return 0 # warm-up
 	if [[ -z $line ]]; then
@@ -342,7 +353,7 @@ done
 SSE_LINE="skipped"
 if [[ $SSE_STREAMS -gt 0 && -z ${FAILED[gw]:-} ]]; then
 	log "SSE: $SSE_STREAMS concurrent GET streams through the gateway"
-	SSE_LINE=$("$WORK/bin/ssehold" -url "$RES_NULL" -token "$WORK/tok/rs256.jwt" -n "$SSE_STREAMS" -hold 5s -settle 5s \
+	SSE_LINE=$($LOADSIDE "$WORK/bin/ssehold" -url "$RES_NULL" -token "$WORK/tok/rs256.jwt" -n "$SSE_STREAMS" -hold 5s -settle 5s \
 		-pid "$PID_gw" -metrics "http://127.0.0.1:$A_GW/metrics" 2>&1 | tail -1)
 fi
 
@@ -370,7 +381,7 @@ echo
 echo "== MCP gateway benchmark =="
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  commit: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)$(cd "$ROOT" && [[ -n $(git status --porcelain 2>/dev/null) ]] && echo ' (dirty)')"
 echo "machine: nproc=$(nproc) cpu=\"$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)\" load(1m) during rounds: $(printf '%s\n' "${LOAD_SAMPLES[@]}" | sort -g | awk '{a[NR]=$1} END{printf "min %s median %s max %s", a[1], a[int((NR+1)/2)], a[NR]}')"
-echo "wrk: rounds=$ROUNDS duration=${DURATION}s connections=$CONNS threads=$THREADS (rows alternate within each round)"
+echo "wrk: rounds=$ROUNDS duration=${DURATION}s connections=$CONNS threads=$THREADS (rows alternate within each round)$([[ $PIN == 1 ]] && echo "; PIN=1: proxies on CPU 1, wrk/upstreams/issuer on CPU 0")"
 echo "request: MCP 2026-07-28 stateless tools/call (Mcp-Method/Mcp-Name headers, _meta protocolVersion); list/* rows send tools/list"
 echo "gateway: $CONNECTION_NOTE; $PIPELINE"
 echo
