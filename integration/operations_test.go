@@ -210,9 +210,10 @@ func TestMetricsAdminAndReload(t *testing.T) {
 // TestBufferedAuditLog: the `mcp_buffered` log writer in front of Caddy's
 // file writer. Two logs take the same audit stream: one flushing every
 // 200ms shows every decision within seconds; one flushing hourly keeps
-// them in memory (its file stays empty while the gateway runs) and writes
-// every one of them when Caddy stops — so buffering saves the per-entry
-// write without losing entries on a clean stop.
+// them in memory (its file stays empty while the gateway runs, also across
+// a `caddy reload`) and writes every one of them when Caddy stops — so
+// buffering saves the per-entry write without losing entries on a reload or
+// a clean stop.
 func TestBufferedAuditLog(t *testing.T) {
 	t.Parallel()
 	u := newUpstream(t, "audited")
@@ -304,12 +305,39 @@ mcp {
 		t.Error("audit entries reached the default log despite `exclude mcp.audit`")
 	}
 
+	// A reload that keeps the logs as they are: Caddy keeps the open writers,
+	// so the buffered entries survive it and new ones join them.
+	old, err := os.ReadFile(c.Caddyfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	updated := strings.Replace(string(old), "\t\t\tanonymous\n", "\t\t\tanonymous\n\t\t\tallowed_origins https://app.acme.example\n", 1)
+	newFile := filepath.Join(dir, "Caddyfile.reloaded")
+	if updated == string(old) {
+		t.Fatal("could not edit the server")
+	}
+	if err := os.WriteFile(newFile, []byte(updated), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(needCaddy(t), "reload", "--config", newFile, "--adapter", "caddyfile", "--address", c.AdminAddr).CombinedOutput(); err != nil {
+		t.Fatalf("caddy reload: %v\n%s", err, out)
+	}
+	const after = 5
+	for i := 0; i < after; i++ {
+		if _, err := cl.whoami(ctx, nil); err != nil {
+			t.Fatalf("after reload: %v", err)
+		}
+	}
+	if _, lines := decisions(slow); len(lines) != 0 {
+		t.Fatalf("the hourly log wrote %d entries around the reload; want them still buffered", len(lines))
+	}
+
 	c.stop()
 	_, fastLines := decisions(fast)
 	n, slowLines := decisions(slow)
-	if n < calls || len(slowLines) != len(fastLines) {
+	if n < calls+after || len(slowLines) != len(fastLines) {
 		t.Fatalf("after stop: hourly log has %d entries (%d allowed calls), the 200ms log %d; want the same, >= %d calls",
-			len(slowLines), n, len(fastLines), calls)
+			len(slowLines), n, len(fastLines), calls+after)
 	}
 	for i := range slowLines {
 		if slowLines[i] != fastLines[i] {
