@@ -144,11 +144,15 @@ func ReadBody(r io.Reader, limit int64) ([]byte, error) {
 	return ReadBodySized(r, limit, -1)
 }
 
+// exactReadMax is the largest announced size read into one buffer of
+// exactly that size, allocated before the bytes arrive.
+const exactReadMax = 64 << 10
+
 // ReadBodySized is ReadBody with the expected size (an HTTP request's
-// Content-Length, -1 when unknown): the body is read into one buffer of
-// that size, which saves the growing copies of a small POST. A body that
-// turns out longer or shorter than announced is still read whole and
-// capped at limit.
+// Content-Length, -1 when unknown): a body of up to 64 KiB is read into
+// one buffer of that size, which saves the growing copies of a small POST.
+// A body that turns out longer or shorter than announced is still read
+// whole and capped at limit.
 func ReadBodySized(r io.Reader, limit, size int64) ([]byte, error) {
 	if limit <= 0 {
 		limit = DefaultBodyLimit
@@ -156,7 +160,7 @@ func ReadBodySized(r io.Reader, limit, size int64) ([]byte, error) {
 	if size > limit {
 		return nil, &Error{Kind: ErrTooLarge, Msg: fmt.Sprintf("over %d bytes", limit)}
 	}
-	if size > 0 {
+	if size > 0 && size <= exactReadMax {
 		// The usual case: exactly the announced bytes, in one buffer.
 		buf := make([]byte, size)
 		n, err := io.ReadFull(r, buf)
@@ -176,6 +180,11 @@ func ReadBodySized(r io.Reader, limit, size int64) ([]byte, error) {
 		r = io.MultiReader(bytes.NewReader(buf), bytes.NewReader(one[:]), r)
 	}
 	var buf bytes.Buffer
+	if size > exactReadMax {
+		// Large announced bodies grow with what actually arrives, so a
+		// client cannot make the gateway reserve 4 MiB by announcing it.
+		buf.Grow(exactReadMax)
+	}
 	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err

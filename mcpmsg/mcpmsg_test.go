@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -533,5 +534,21 @@ func TestReadBodySized(t *testing.T) {
 	}
 	if _, err := ReadBodySized(strings.NewReader(body), 99, 10); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("longer than announced and over the limit: %v", err)
+	}
+	// Announcing a large body reserves no more than exactReadMax before the
+	// bytes arrive; the body read is still whole.
+	big := strings.Repeat("y", exactReadMax*3)
+	for _, size := range []int64{exactReadMax, exactReadMax + 1, int64(len(big)), 4 << 20} {
+		got, err := ReadBodySized(strings.NewReader(big), 4<<20, size)
+		if err != nil || string(got) != big {
+			t.Errorf("size %d: %v %d bytes", size, err, len(got))
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _ = ReadBodySized(strings.NewReader("{}"), 4<<20, 4<<20)
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("announcing 4 MiB and sending 2 bytes allocated %d bytes", got)
 	}
 }
