@@ -32,7 +32,6 @@ type Engine struct {
 // cpol is a compiled policy.
 type cpol struct {
 	idx      int
-	src      Policy
 	name     string
 	deny     bool
 	report   bool
@@ -43,6 +42,8 @@ type cpol struct {
 	scopes   globList       // empty: all scopes (allow: grants all; deny: denies all)
 	ips      []netip.Prefix // empty: any IP
 	multiKey bool           // indexed under more than one agent key
+	// As configured, for Explain only (nil when not set).
+	ipSrc, environments []string
 }
 
 // bucket holds candidate policies for one index slot, sub-indexed by agent.
@@ -99,7 +100,9 @@ func Compile(policies []Policy, environment string, opts Options) (*Engine, erro
 }
 
 func compilePolicy(i int, p Policy, env string, opts Options) (*cpol, error) {
-	cp := &cpol{idx: i, src: p, name: p.Name}
+	// The compiled form keeps no copy of p: at 100 000 policies every
+	// retained word is heap the GC walks on every cycle.
+	cp := &cpol{idx: i, name: p.Name, ipSrc: p.IP, environments: p.Environments}
 	fail := func(format string, a ...any) error {
 		return fmt.Errorf("policy %q: %s", p.Name, fmt.Sprintf(format, a...))
 	}
@@ -296,16 +299,6 @@ func contains[T comparable](l []T, v T) bool {
 		}
 	}
 	return false
-}
-
-// Policies returns the configured policies (in configuration order) with
-// whether each is active in the engine's environment.
-func (e *Engine) Policies() (ps []Policy, active []bool) {
-	for _, cp := range e.all {
-		ps = append(ps, cp.src)
-		active = append(active, !cp.inactive)
-	}
-	return ps, active
 }
 
 // sortedCopy returns a sorted, de-duplicated copy of l.

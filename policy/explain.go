@@ -32,9 +32,12 @@ type Explanation struct {
 func (e *Engine) Explain(in *Input) Explanation {
 	ex := Explanation{Decision: e.Decide(in)}
 	for _, cp := range e.all {
-		t := PolicyTrace{Name: cp.name, Effect: cp.src.Effect, Mode: cp.src.Mode, Active: !cp.inactive}
-		if t.Mode == "" {
-			t.Mode = "enforce"
+		t := PolicyTrace{Name: cp.name, Effect: "allow", Mode: "enforce", Active: !cp.inactive}
+		if cp.deny {
+			t.Effect = "deny"
+		}
+		if cp.report {
+			t.Mode = "report"
 		}
 		t.Matched, t.Why = cp.explain(in, e.env)
 		if t.Matched {
@@ -51,13 +54,13 @@ func (e *Engine) Explain(in *Input) Explanation {
 
 func (cp *cpol) explain(in *Input, env string) (bool, string) {
 	if cp.inactive {
-		return false, fmt.Sprintf("environments %s do not include %q", strings.Join(cp.src.Environments, " "), env)
+		return false, fmt.Sprintf("environments %s do not include %q", strings.Join(cp.environments, " "), env)
 	}
 	if !cp.servers.match(in.Server) {
-		return false, fmt.Sprintf("server %q does not match %s", in.Server, strings.Join(cp.src.Servers, " "))
+		return false, fmt.Sprintf("server %q does not match %s", in.Server, cp.servers.String())
 	}
 	if !cp.tenants.match(in.Tenant) {
-		return false, fmt.Sprintf("tenant %q does not match %s", in.Tenant, strings.Join(cp.src.Tenants, " "))
+		return false, fmt.Sprintf("tenant %q does not match %s", in.Tenant, cp.tenants.String())
 	}
 	agentWhy := "agent: any"
 	if len(cp.agents) > 0 {
@@ -69,7 +72,11 @@ func (cp *cpol) explain(in *Input, env string) (bool, string) {
 			}
 		}
 		if agentWhy == "" {
-			return false, "agent matches none of " + strings.Join(cp.src.Agents, " ")
+			srcs := make([]string, len(cp.agents))
+			for i := range cp.agents {
+				srcs[i] = cp.agents[i].src
+			}
+			return false, "agent matches none of " + strings.Join(srcs, " ")
 		}
 	}
 	if len(cp.ips) > 0 {
@@ -79,7 +86,7 @@ func (cp *cpol) explain(in *Input, env string) (bool, string) {
 			}
 			agentWhy += "; client IP unknown (a deny with ip applies to an unknown IP)"
 		} else if !cp.matchIP(in.ClientIP) {
-			return false, fmt.Sprintf("client IP %s not in %s", in.ClientIP, strings.Join(cp.src.IP, " "))
+			return false, fmt.Sprintf("client IP %s not in %s", in.ClientIP, strings.Join(cp.ipSrc, " "))
 		} else {
 			agentWhy += fmt.Sprintf("; client IP %s in range", in.ClientIP)
 		}

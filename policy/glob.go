@@ -211,6 +211,15 @@ func wildMatch(p, s string) bool {
 // globList is a list of patterns; empty means "everything".
 type globList []Glob
 
+// String lists the patterns as configured, space-separated.
+func (l globList) String() string {
+	pats := make([]string, len(l))
+	for i := range l {
+		pats[i] = l[i].pat
+	}
+	return strings.Join(pats, " ")
+}
+
 func (l globList) match(s string) bool {
 	if len(l) == 0 {
 		return true
