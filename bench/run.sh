@@ -33,16 +33,22 @@ BIG_SERVERS=${BIG_SERVERS:-10000}
 BIG_POLICIES=${BIG_POLICIES:-100000}
 BIG_ADAPT=${BIG_ADAPT:-0}
 PB=${PORT_BASE:-19500}
-# PIN=1: every proxy (plain Caddy and the gateways) on CPU 1, wrk, the upstreams and the issuer on
-# CPU 0 (taskset). Each proxy then has a core of its own (Go sizes GOMAXPROCS to it: 1), which
+# PIN=1: every proxy (plain Caddy and the gateways) on one CPU, wrk, the upstreams and the issuer
+# on another (taskset; the first two CPUs this shell may use). Each proxy then has a core of its own (Go sizes GOMAXPROCS to it: 1), which
 # takes the scheduling noise of sharing two cores with wrk out of the CPU-per-request figures;
 # the sdk rows become bound by the go-sdk server, which shares CPU 0 with wrk.
 PIN=${PIN:-0}
 LOADSIDE="" PROXYSIDE=""
 if [[ $PIN == 1 ]]; then
 	command -v taskset >/dev/null || { echo "PIN=1 needs taskset (util-linux)" >&2; exit 1; }
-	[[ $(nproc) -ge 2 ]] || { echo "PIN=1 needs 2 CPUs" >&2; exit 1; }
-	LOADSIDE="taskset -c 0" PROXYSIDE="taskset -c 1"
+	# The first two CPUs this process may run on (e.g. "0,1", "4-7", "2,5-6").
+	ALLOWED=()
+	IFS=',' read -ra parts <<<"$(taskset -pc $$ | awk -F': ' '{print $2}')"
+	for part in "${parts[@]}"; do
+		if [[ $part == *-* ]]; then ALLOWED+=($(seq "${part%-*}" "${part#*-}")); else ALLOWED+=("$part"); fi
+	done
+	[[ ${#ALLOWED[@]} -ge 2 ]] || { echo "PIN=1 needs 2 usable CPUs (have: ${ALLOWED[*]})" >&2; exit 1; }
+	LOADSIDE="taskset -c ${ALLOWED[0]}" PROXYSIDE="taskset -c ${ALLOWED[1]}"
 fi
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/mcpbench.XXXXXX)}
 mkdir -p "$WORK"/{bin,tok,logs,xdg}
@@ -381,7 +387,7 @@ echo
 echo "== MCP gateway benchmark =="
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  commit: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)$(cd "$ROOT" && [[ -n $(git status --porcelain 2>/dev/null) ]] && echo ' (dirty)')"
 echo "machine: nproc=$(nproc) cpu=\"$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)\" load(1m) during rounds: $(printf '%s\n' "${LOAD_SAMPLES[@]}" | sort -g | awk '{a[NR]=$1} END{printf "min %s median %s max %s", a[1], a[int((NR+1)/2)], a[NR]}')"
-echo "wrk: rounds=$ROUNDS duration=${DURATION}s connections=$CONNS threads=$THREADS (rows alternate within each round)$([[ $PIN == 1 ]] && echo "; PIN=1: proxies on CPU 1, wrk/upstreams/issuer on CPU 0")"
+echo "wrk: rounds=$ROUNDS duration=${DURATION}s connections=$CONNS threads=$THREADS (rows alternate within each round)$([[ $PIN == 1 ]] && echo "; PIN=1: proxies on CPU ${ALLOWED[1]}, wrk/upstreams/issuer on CPU ${ALLOWED[0]}")"
 echo "request: MCP 2026-07-28 stateless tools/call (Mcp-Method/Mcp-Name headers, _meta protocolVersion); list/* rows send tools/list"
 echo "gateway: $CONNECTION_NOTE; $PIPELINE"
 echo

@@ -56,6 +56,10 @@ type exchange struct {
 	// auditDecision is the decision as audited ({mcp.decision}); empty
 	// until the request has been authorized.
 	auditDecision string
+	// phMethod and phTool are {mcp.method} and {mcp.tool}, known (phSet)
+	// once the message has been read and its headers checked.
+	phMethod, phTool string
+	phSet            bool
 
 	// Held here so that one allocation serves the whole request: the
 	// response wrapper and the re-readable body handed to the upstream.
@@ -64,7 +68,11 @@ type exchange struct {
 }
 
 // placeholder resolves the {mcp.*} placeholders (Replacer.Map): read when
-// something asks, from what the pipeline has learned so far.
+// something asks, each known from the step that sets it on (server and
+// tenant at routing, agent and subject after authentication, method and
+// tool after the message is read, decision after authorization) — the
+// same values the pipeline would have stored with Replacer.Set, without
+// boxing seven strings per request.
 func (x *exchange) placeholder(key string) (any, bool) {
 	if len(key) < 4 || key[:4] != "mcp." {
 		return nil, false
@@ -83,9 +91,13 @@ func (x *exchange) placeholder(key string) (any, bool) {
 			return x.id.Subject, true
 		}
 	case "method":
-		return x.method, true
+		if x.phSet {
+			return x.phMethod, true
+		}
 	case "tool":
-		return x.tool, true
+		if x.phSet {
+			return x.phTool, true
+		}
 	case "decision":
 		if x.auditDecision != "" {
 			return x.auditDecision, true

@@ -8,10 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddymcp/gateway/tokens"
 )
 
 // listProxy answers every request with a fixed tools/list result, as JSON
@@ -217,5 +220,29 @@ func TestBatches(t *testing.T) {
 	w := post(h, partner, bad, map[string]string{"Mcp-Protocol-Version": "2025-03-26"})
 	if w.Code != 200 || lp.hits != 1 || strings.Count(w.Body.String(), "-32010") != 2 {
 		t.Fatalf("batch with one denial: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestPlaceholdersKnownFromTheirStep: each {mcp.*} placeholder is unknown
+// (left as is by ReplaceKnown) until the pipeline step that determines it,
+// and keeps the value it had then.
+func TestPlaceholdersKnownFromTheirStep(t *testing.T) {
+	x := &exchange{srv: &server{cfg: &ServerConfig{Name: "acme-billing", Tenant: "acme"}}, method: "POST"}
+	repl := caddy.NewReplacer()
+	repl.Map(x.placeholder)
+	const tmpl = "{mcp.server}|{mcp.tenant}|{mcp.agent}|{mcp.subject}|{mcp.method}|{mcp.tool}|{mcp.decision}"
+	if got, want := repl.ReplaceKnown(tmpl, ""), "acme-billing|acme|{mcp.agent}|{mcp.subject}|{mcp.method}|{mcp.tool}|{mcp.decision}"; got != want {
+		t.Errorf("at routing: %s, want %s", got, want)
+	}
+	x.id = &tokens.Identity{Agent: "cursor", Subject: "alice"}
+	x.method, x.tool = "tools/call", "read_invoice"
+	x.phMethod, x.phTool, x.phSet = x.method, x.tool, true
+	x.method = "batch" // what authorize may do later does not show
+	if got, want := repl.ReplaceKnown(tmpl, ""), "acme-billing|acme|cursor|alice|tools/call|read_invoice|{mcp.decision}"; got != want {
+		t.Errorf("after reading: %s, want %s", got, want)
+	}
+	x.auditDecision = "allow"
+	if got, want := repl.ReplaceKnown("{mcp.decision} {mcp.other} {http.request.method}", ""), "allow {mcp.other} {http.request.method}"; got != want {
+		t.Errorf("after authorizing: %s, want %s", got, want)
 	}
 }

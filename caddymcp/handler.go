@@ -213,6 +213,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return writeJSONRPC(w, http.StatusBadRequest, mcpmsg.ErrorResponse(x.msg.ID, mcpmsg.CodeHeaderMismatch, err.Error(), nil))
 		}
 	}
+	x.phMethod, x.phTool, x.phSet = x.method, x.tool, true
 	ok, err := h.authorize(w, r, x)
 	decision := x.decision.AuditDecision()
 	x.auditDecision = decision

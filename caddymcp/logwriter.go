@@ -20,10 +20,11 @@ func init() {
 	caddy.RegisterModule(BufferedWriter{})
 }
 
-// Defaults of the buffered log writer.
+// Defaults and bounds of the buffered log writer.
 const (
 	defaultLogBufferSize    = 256 << 10
 	defaultLogFlushInterval = time.Second
+	minLogFlushInterval     = 10 * time.Millisecond // a shorter ticker is a busy loop
 )
 
 // BufferedWriter is a Caddy log writer that collects entries in memory and
@@ -34,6 +35,9 @@ const (
 // at thousands of requests per second costs more than encoding it. The
 // price is that a crash (not a stop or reload) loses at most
 // flush_interval worth of entries.
+//
+// It opens the wrapped writer itself (Caddy's writer pool only sees the
+// mcp_buffered writer), so it should not share a file with another log.
 //
 //	log audit {
 //		include mcp.audit
@@ -69,8 +73,8 @@ func (b *BufferedWriter) Provision(ctx caddy.Context) error {
 	if b.Size < 0 {
 		return fmt.Errorf("mcp_buffered: size must not be negative")
 	}
-	if b.FlushInterval < 0 {
-		return fmt.Errorf("mcp_buffered: flush_interval must not be negative")
+	if b.FlushInterval < 0 || b.FlushInterval > 0 && time.Duration(b.FlushInterval) < minLogFlushInterval {
+		return fmt.Errorf("mcp_buffered: flush_interval must be at least %s", minLogFlushInterval)
 	}
 	if b.Size == 0 {
 		b.Size = defaultLogBufferSize
@@ -151,7 +155,8 @@ type bufferedLog struct {
 
 func (l *bufferedLog) Write(p []byte) (int, error) { return l.bws.Write(p) }
 
-// Sync flushes the buffer (zap calls it for fatal and panic entries).
+// Sync flushes the buffer. (Caddy wraps the writers it opens in a type
+// without Sync, so zap does not reach it; the process-exit flush does.)
 func (l *bufferedLog) Sync() error { return l.bws.Sync() }
 
 func (l *bufferedLog) Close() error {
@@ -221,8 +226,8 @@ func (b *BufferedWriter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return d.Errf("flush_interval %q: want a positive duration", d.Val())
+			if err != nil || dur < minLogFlushInterval {
+				return d.Errf("flush_interval %q: want a duration of at least %s", d.Val(), minLogFlushInterval)
 			}
 			b.FlushInterval = caddy.Duration(dur)
 			if d.NextArg() {

@@ -23,8 +23,9 @@ func TestBufferedWriterCaddyfile(t *testing.T) {
 		{"mcp_buffered {\n output nosuchwriter\n}", "getting module named 'caddy.logging.writers.nosuchwriter'"},
 		{"mcp_buffered {\n size 0\n}", "want a size such as 256KiB"},
 		{"mcp_buffered {\n size 2GiB\n}", "want a size such as 256KiB"},
-		{"mcp_buffered {\n flush_interval -1s\n}", "want a positive duration"},
-		{"mcp_buffered {\n flush_interval soon\n}", "want a positive duration"},
+		{"mcp_buffered {\n flush_interval -1s\n}", "want a duration of at least 10ms"},
+		{"mcp_buffered {\n flush_interval 1ns\n}", "want a duration of at least 10ms"},
+		{"mcp_buffered {\n flush_interval soon\n}", "want a duration of at least 10ms"},
 		{"mcp_buffered {\n rotate daily\n}", `unknown subdirective "rotate"`},
 	} {
 		var b BufferedWriter

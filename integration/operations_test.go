@@ -345,3 +345,54 @@ mcp {
 		}
 	}
 }
+
+// TestPlaceholders: the {mcp.*} placeholders the README lists carry the
+// request's server, tenant, agent, subject, method, tool and decision into
+// Caddy's own directives — here a `header_up` in the server's
+// reverse_proxy, which the upstream sees on the proxied call.
+func TestPlaceholders(t *testing.T) {
+	t.Parallel()
+	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+		oidctest.Client{ID: "ph-agent", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
+			Scopes: []string{"mcp:read"}, Subject: "ph-user"},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = op.Close() })
+	u := newUpstream(t, "placeholders")
+	port := freePort(t)
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+	startCaddy(t, caddyConfig{
+		Global: fmt.Sprintf("mcp {\n\tissuer %s\n\ttenant acme {\n\t}\n%s}", op.Issuer(), openPolicy),
+		Sites: fmt.Sprintf(`http://:%d {
+	mcp_gateway {
+		server acme-ph {
+			tenant acme
+			path /mcp
+			upstream %s
+			require mcp:read
+			reverse_proxy {
+				header_up X-Gw "{mcp.server}|{mcp.tenant}|{mcp.agent}|{mcp.subject}|{mcp.method}|{mcp.tool}|{mcp.decision}"
+			}
+		}
+	}
+}
+`, port, u.URL),
+		WaitPorts: []int{port},
+	})
+	ctx, cancel := testContext(t, 30)
+	defer cancel()
+	tok, err := op.AgentToken(ctx, "ph-agent", endpoint, "mcp:read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := mustConnect(ctx, t, port, endpoint, clientOptions{Header: bearer(tok)})
+	who, err := cl.whoami(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := http.Header(who.Headers).Get("X-Gw"), "acme-ph|acme|ph-agent|ph-user|tools/call|whoami|allow"; got != want {
+		t.Errorf("upstream saw X-Gw %q, want %q", got, want)
+	}
+}

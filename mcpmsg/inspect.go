@@ -163,12 +163,19 @@ func ReadBodySized(r io.Reader, limit, size int64) ([]byte, error) {
 	if size > 0 && size <= exactReadMax {
 		// The usual case: exactly the announced bytes, in one buffer.
 		buf := make([]byte, size)
-		n, err := io.ReadFull(r, buf)
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return buf[:n], nil
-		}
-		if err != nil {
-			return nil, err
+		n := 0
+		for n < len(buf) {
+			m, err := r.Read(buf[n:])
+			n += m
+			if err == io.EOF {
+				// The reader says the body ended early. (An HTTP/1.1 client
+				// that sends fewer bytes than its Content-Length is not
+				// this: Go's server reports io.ErrUnexpectedEOF, an error.)
+				return buf[:n], nil
+			}
+			if err != nil {
+				return nil, err
+			}
 		}
 		var one [1]byte
 		if _, err := io.ReadFull(r, one[:]); err == io.EOF {

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestInspectOK(t *testing.T) {
@@ -534,6 +535,14 @@ func TestReadBodySized(t *testing.T) {
 	}
 	if _, err := ReadBodySized(strings.NewReader(body), 99, 10); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("longer than announced and over the limit: %v", err)
+	}
+	// A client that sends fewer bytes than it announced (Go's HTTP server
+	// then reports io.ErrUnexpectedEOF) gets an error, not a shorter body
+	// that might still be valid JSON.
+	truncated := io.MultiReader(strings.NewReader(`{"jsonrpc":"2.0","method":"notifications/initialized"}`),
+		iotest.ErrReader(io.ErrUnexpectedEOF))
+	if got, err := ReadBodySized(truncated, 1000, 94); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("truncated body: %q, %v; want io.ErrUnexpectedEOF", got, err)
 	}
 	// Announcing a large body reserves no more than exactReadMax before the
 	// bytes arrive; the body read is still whole.
