@@ -108,21 +108,9 @@ func filterToolsList(b []byte, ids []json.RawMessage, byID bool, allow func(stri
 
 // response scans a response object, then computes the edits of its result.
 func (s *scanner) response(ids []json.RawMessage, byID bool, allow func(string) bool, mark bool, edits *[]edit) {
-	set := keySet{b: s.b}
 	resultAt, idStart, idEnd := -1, -1, -1
-	s.pos++
-	if s.peek() == '}' {
-		s.pos++
-		return
-	}
-	for s.err == nil {
-		s.ws()
-		ks, ke, esc := s.str()
-		if s.err != nil || !s.expect(':') {
-			return
-		}
-		s.ws()
-		switch s.checkKey(&set, ks, ke, esc, topKeys) {
+	s.members(topKeys, func(which int) {
+		switch which {
 		case 1: // id
 			idStart = s.pos
 			s.value(1)
@@ -135,14 +123,7 @@ func (s *scanner) response(ids []json.RawMessage, byID bool, allow func(string) 
 		default:
 			s.value(1)
 		}
-		if s.err != nil {
-			return
-		}
-		if s.afterMember() {
-			continue
-		}
-		break
-	}
+	})
 	if s.err != nil || s.soft != nil || resultAt < 0 {
 		return
 	}
@@ -203,21 +184,12 @@ var private = []byte(`"private"`)
 
 // result scans result (an object at s.pos) and appends edits.
 func (s *scanner) result(allow func(string) bool, mark bool, edits *[]edit) {
-	set := keySet{b: s.b}
 	toolsStart, toolsEnd := -1, -1
 	csStart, csEnd := -1, -1
 	var kept [][2]int
 	removed := false
-	s.pos++
-	empty := s.peek() == '}'
-	for !empty && s.err == nil {
-		s.ws()
-		ks, ke, esc := s.str()
-		if s.err != nil || !s.expect(':') {
-			return
-		}
-		s.ws()
-		switch s.checkKey(&set, ks, ke, esc, resultKeys) {
+	closeAt := s.members(resultKeys, func(which int) {
+		switch which {
 		case 0: // tools
 			if s.peek() != '[' {
 				s.softFail(ErrBadToolsList, s.pos, "tools is not an array")
@@ -234,25 +206,10 @@ func (s *scanner) result(allow func(string) bool, mark bool, edits *[]edit) {
 		default:
 			s.value(2)
 		}
-		if s.err != nil {
-			return
-		}
-		switch s.peek() {
-		case ',':
-			s.pos++
-			continue
-		case '}':
-		default:
-			s.fail(ErrInvalidJSON, "expected ',' or '}'")
-			return
-		}
-		break
-	}
-	if s.err != nil || s.peek() != '}' {
+	})
+	if closeAt < 0 {
 		return
 	}
-	closeAt := s.pos
-	s.pos++
 	if toolsStart < 0 || s.soft != nil {
 		return
 	}
@@ -324,20 +281,8 @@ func (s *scanner) toolName() (name string, ok bool) {
 		}
 		s.soft = saved
 	}()
-	set := keySet{b: s.b}
-	s.pos++
-	if s.peek() == '}' {
-		s.pos++
-		return "", false
-	}
-	for s.err == nil {
-		s.ws()
-		ks, ke, esc := s.str()
-		if s.err != nil || !s.expect(':') {
-			return "", false
-		}
-		s.ws()
-		if s.checkKey(&set, ks, ke, esc, toolKeys) == 0 && s.peek() == '"' {
+	if s.members(toolKeys, func(which int) {
+		if which == 0 && s.peek() == '"' {
 			a, b, e := s.str()
 			if s.err == nil {
 				name, ok = decodeString(s.b[a:b], e), true
@@ -345,13 +290,8 @@ func (s *scanner) toolName() (name string, ok bool) {
 		} else {
 			s.value(4)
 		}
-		if s.err != nil {
-			return "", false
-		}
-		if s.afterMember() {
-			continue
-		}
-		return
+	}) < 0 {
+		return "", false
 	}
-	return "", false
+	return name, ok
 }

@@ -357,88 +357,68 @@ func (s *scanner) checkKey(set *keySet, ks, ke int, esc bool, sig [][]byte) int 
 // message parses one JSON-RPC message object at s.pos.
 func (s *scanner) message(m *Message, depth int) {
 	start := s.pos
-	set := keySet{b: s.b}
 	var (
 		hasJSONRPC, hasID, hasMethod, hasResult, hasError, hasParams bool
 		jsonrpcOK, idNull                                            bool
 	)
-	s.pos++ // '{'
-	if s.peek() == '}' {
-		s.pos++
-	} else {
-		for s.err == nil {
-			s.ws()
-			ks, ke, esc := s.str()
-			if s.err != nil || !s.expect(':') {
-				return
-			}
-			s.ws()
-			which := s.checkKey(&set, ks, ke, esc, topKeys)
-			vs := s.pos
-			switch which {
-			case 0: // jsonrpc
-				hasJSONRPC = true
-				if s.peek() == '"' {
-					a, b, e := s.str()
-					jsonrpcOK = s.err == nil && decodeString(s.b[a:b], e) == "2.0"
-				} else {
-					s.value(depth + 1)
-				}
-			case 1: // id
-				hasID = true
-				switch c := s.peek(); {
-				case c == '"':
-					s.str()
-				case c == 'n':
-					s.literal("null")
-					idNull = true
-				case c == '-' || '0' <= c && c <= '9':
-					s.number()
-				default:
-					s.value(depth + 1)
-					s.softFail(ErrInvalidRequest, vs, "id must be a string or number")
-				}
-				m.ID = json.RawMessage(s.b[vs:s.pos:s.pos])
-			case 2: // method
-				hasMethod = true
-				if s.peek() != '"' {
-					s.value(depth + 1)
-					s.softFail(ErrInvalidRequest, vs, "method must be a string")
-					break
-				}
+	s.members(topKeys, func(which int) {
+		vs := s.pos
+		switch which {
+		case 0: // jsonrpc
+			hasJSONRPC = true
+			if s.peek() == '"' {
 				a, b, e := s.str()
-				if s.err == nil {
-					m.Method = decodeString(s.b[a:b], e)
-				}
-			case 3: // params
-				switch s.peek() {
-				case '{':
-					hasParams = true
-					s.params(m, depth+1)
-				case 'n':
-					s.literal("null")
-				default:
-					s.value(depth + 1)
-					s.softFail(ErrInvalidRequest, vs, "params must be an object")
-				}
-			case 4: // result
-				hasResult = true
+				jsonrpcOK = s.err == nil && decodeString(s.b[a:b], e) == "2.0"
+			} else {
 				s.value(depth + 1)
-			case 5: // error
-				hasError = true
-				s.value(depth + 1)
+			}
+		case 1: // id
+			hasID = true
+			switch c := s.peek(); {
+			case c == '"':
+				s.str()
+			case c == 'n':
+				s.literal("null")
+				idNull = true
+			case c == '-' || '0' <= c && c <= '9':
+				s.number()
 			default:
 				s.value(depth + 1)
+				s.softFail(ErrInvalidRequest, vs, "id must be a string or number")
 			}
-			if s.err != nil {
-				return
+			m.ID = json.RawMessage(s.b[vs:s.pos:s.pos])
+		case 2: // method
+			hasMethod = true
+			if s.peek() != '"' {
+				s.value(depth + 1)
+				s.softFail(ErrInvalidRequest, vs, "method must be a string")
+				break
 			}
-			if s.afterMember() {
-				continue
+			a, b, e := s.str()
+			if s.err == nil {
+				m.Method = decodeString(s.b[a:b], e)
 			}
-			break
+		case 3: // params
+			switch s.peek() {
+			case '{':
+				hasParams = true
+				s.params(m, depth+1)
+			case 'n':
+				s.literal("null")
+			default:
+				s.value(depth + 1)
+				s.softFail(ErrInvalidRequest, vs, "params must be an object")
+			}
+		case 4: // result
+			hasResult = true
+			s.value(depth + 1)
+		case 5: // error
+			hasError = true
+			s.value(depth + 1)
+		default:
+			s.value(depth + 1)
 		}
-	}
+	})
 	if s.err != nil {
 		return
 	}
@@ -495,20 +475,7 @@ func (s *scanner) params(m *Message, depth int) {
 		s.fail(ErrTooDeep, "nesting deeper than 64")
 		return
 	}
-	set := keySet{b: s.b}
-	s.pos++ // '{'
-	if s.peek() == '}' {
-		s.pos++
-		return
-	}
-	for s.err == nil {
-		s.ws()
-		ks, ke, esc := s.str()
-		if s.err != nil || !s.expect(':') {
-			return
-		}
-		s.ws()
-		which := s.checkKey(&set, ks, ke, esc, paramsKeys)
+	s.members(paramsKeys, func(which int) {
 		switch which {
 		case 0, 1: // name, uri
 			if s.peek() == '"' {
@@ -541,14 +508,7 @@ func (s *scanner) params(m *Message, depth int) {
 		default:
 			s.value(depth + 1)
 		}
-		if s.err != nil {
-			return
-		}
-		if s.afterMember() {
-			continue
-		}
-		return
-	}
+	})
 }
 
 // meta parses params._meta at s.pos.
@@ -557,20 +517,7 @@ func (s *scanner) meta(m *Message, depth int) {
 		s.fail(ErrTooDeep, "nesting deeper than 64")
 		return
 	}
-	set := keySet{b: s.b}
-	s.pos++
-	if s.peek() == '}' {
-		s.pos++
-		return
-	}
-	for s.err == nil {
-		s.ws()
-		ks, ke, esc := s.str()
-		if s.err != nil || !s.expect(':') {
-			return
-		}
-		s.ws()
-		which := s.checkKey(&set, ks, ke, esc, metaKeys)
+	s.members(metaKeys, func(which int) {
 		if which == 0 && s.peek() == '"' {
 			a, b, e := s.str()
 			if s.err == nil {
@@ -579,12 +526,5 @@ func (s *scanner) meta(m *Message, depth int) {
 		} else {
 			s.value(depth + 1)
 		}
-		if s.err != nil {
-			return
-		}
-		if s.afterMember() {
-			continue
-		}
-		return
-	}
+	})
 }

@@ -251,6 +251,40 @@ func decodeString(tok []byte, esc bool) string {
 	return v
 }
 
+// members scans the object at s.pos one member at a time: each key is
+// checked (duplicates, case variants of the keys in sig: see checkKey) and
+// value is called with the key's index in sig (-1 for any other key) and
+// s.pos at the member's value, which value must consume. It returns the
+// offset of the closing '}' (s.pos is then just past it), or -1 when the
+// scan failed (s.err is set).
+func (s *scanner) members(sig [][]byte, value func(which int)) int {
+	set := keySet{b: s.b}
+	s.pos++ // '{'
+	if s.peek() == '}' {
+		s.pos++
+		return s.pos - 1
+	}
+	for s.err == nil {
+		s.ws()
+		ks, ke, esc := s.str()
+		if s.err != nil || !s.expect(':') {
+			return -1
+		}
+		s.ws()
+		value(s.checkKey(&set, ks, ke, esc, sig))
+		if s.err != nil {
+			return -1
+		}
+		if !s.afterMember() {
+			if s.err != nil {
+				return -1
+			}
+			return s.pos - 1
+		}
+	}
+	return -1
+}
+
 // afterElement consumes the ',' or ']' after an array element and reports
 // whether another element follows.
 func (s *scanner) afterElement() bool { return s.after(']') }
