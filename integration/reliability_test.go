@@ -275,19 +275,7 @@ func TestReliabilityJWKSDownAtStartup(t *testing.T) {
 	port := freePort(t)
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 	start := time.Now()
-	startCaddy(t, caddyConfig{
-		Global: fmt.Sprintf("mcp {\n\tissuer %s\n\ttenant acme\n%s}", op.Issuer(), openPolicy),
-		Sites: fmt.Sprintf(`http://127.0.0.1:%d {
-	mcp_gateway {
-		server acme {
-			tenant acme
-			path /mcp
-			upstream %s
-		}
-	}
-}`, port, up.URL),
-		WaitPorts: []int{port},
-	})
+	startIssuerGateway(t, op.Issuer(), port, up.URL)
 	t.Logf("gateway ready %s after start with the issuer down", time.Since(start).Round(time.Millisecond))
 	tok, err := op.Sign(map[string]any{"sub": "alice", "client_id": "agent", "aud": endpoint, "scope": "mcp:read"})
 	if err != nil {
@@ -354,19 +342,7 @@ func TestReliabilityJWKSHangingAtStartup(t *testing.T) {
 	up := newUpstream(t, "acme")
 	port := freePort(t)
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
-	startCaddy(t, caddyConfig{
-		Global: fmt.Sprintf("mcp {\n\tissuer %s\n\ttenant acme\n%s}", op.Issuer(), openPolicy),
-		Sites: fmt.Sprintf(`http://127.0.0.1:%d {
-	mcp_gateway {
-		server acme {
-			tenant acme
-			path /mcp
-			upstream %s
-		}
-	}
-}`, port, up.URL),
-		WaitPorts: []int{port},
-	})
+	startIssuerGateway(t, op.Issuer(), port, up.URL)
 	tok, err := op.Sign(map[string]any{"sub": "alice", "client_id": "agent", "aud": endpoint, "scope": "mcp:read"})
 	if err != nil {
 		t.Fatal(err)
@@ -854,4 +830,23 @@ func TestReliabilityDisconnectMidSSEDoesNotCancelUpstream(t *testing.T) {
 				"which then stops reading and closes the upstream stream, so the upstream sees a cancellation)", revisionName(rev))
 		}
 	}
+}
+
+// startIssuerGateway runs a gateway with one authenticated server, acme at
+// /mcp on port, whose tokens come from issuer, open to every agent.
+func startIssuerGateway(t *testing.T, issuer string, port int, upstreamURL string) *caddyProc {
+	t.Helper()
+	return startCaddy(t, caddyConfig{
+		Global: fmt.Sprintf("mcp {\n\tissuer %s\n\ttenant acme\n%s}", issuer, openPolicy),
+		Sites: fmt.Sprintf(`http://127.0.0.1:%d {
+	mcp_gateway {
+		server acme {
+			tenant acme
+			path /mcp
+			upstream %s
+		}
+	}
+}`, port, upstreamURL),
+		WaitPorts: []int{port},
+	})
 }
