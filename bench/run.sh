@@ -6,6 +6,8 @@
 #   QUICK=1 bench/run.sh         # 2 rounds x 2s, 200 SSE streams, big config 1 000 / 10 000
 #                                # (about 1.5 minutes once the Go build cache is warm)
 #
+# ONLY=REGEX (extended regex on row names, e.g. ONLY='^sdk/' : only those rows; the big
+# configuration is built and loaded only when a big row is selected)
 # Knobs (environment): PIN=1 (proxies on CPU 1, load and upstreams on CPU 0) ROUNDS DURATION CONNS THREADS WARMUP BIG_SERVERS BIG_POLICIES
 # BIG_ADAPT=1 (also time `caddy adapt` of the full big Caddyfile: minutes) SSE_STREAMS (0 = skip)
 # PORT_BASE (default 19500) BENCH_WORK (work dir; default a new /tmp/mcpbench.XXXXXX, kept).
@@ -32,6 +34,7 @@ THREADS=${THREADS:-2}
 BIG_SERVERS=${BIG_SERVERS:-10000}
 BIG_POLICIES=${BIG_POLICIES:-100000}
 BIG_ADAPT=${BIG_ADAPT:-0}
+ONLY=${ONLY:-}
 PB=${PORT_BASE:-19500}
 # PIN=1: every proxy (plain Caddy and the gateways) on one CPU, wrk, the upstreams and the issuer
 # on another (taskset; the first two CPUs this shell may use). Each proxy then has a core of its own (Go sizes GOMAXPROCS to it: 1), which
@@ -66,6 +69,8 @@ RES_SDK="http://127.0.0.1:$P_GW_SDK/bench/mcp"
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# selected ROW: the row is measured in this run (ONLY unset, or ROW matches it).
+selected() { [[ -z $ONLY ]] || grep -qE -- "$ONLY" <<<"$1"; }
 
 PIDS=()
 cleanup() {
@@ -228,40 +233,43 @@ wait_http "http://127.0.0.1:$A_GWS/config/" 60 || FAILED[gwsync]="gateway did no
 # The big configuration: adapt a small genbig.sh Caddyfile with the real adapter, expand its
 # JSON to BIG_SERVERS/BIG_POLICIES (bench/bigjson), load it and time the load.
 BIG_NOTE=""
-"$ROOT/bench/genbig.sh" 3 3 "$P_BIG" "$A_BIG" "http://127.0.0.1:$P_RS" "http://127.0.0.1:$P_ES" \
-	"http://127.0.0.1:$P_NULL/mcp" "$RES_NULL" "$WORK/logs/big-audit.log" >"$WORK/big-small.caddyfile"
-if ! "$CADDY" adapt --config "$WORK/big-small.caddyfile" >"$WORK/big-small.json" 2>"$WORK/logs/big-adapt.log"; then
-	FAILED[big]="small genbig Caddyfile does not adapt: $(tail -1 "$WORK/logs/big-adapt.log" | cut -c1-300)"
-else
-	"$WORK/bin/bigjson" -in "$WORK/big-small.json" -servers "$BIG_SERVERS" -policies "$BIG_POLICIES" >"$WORK/big.json"
-	if [[ $BIG_ADAPT == 1 ]]; then
-		"$ROOT/bench/genbig.sh" "$BIG_SERVERS" "$BIG_POLICIES" "$P_BIG" "$A_BIG" "http://127.0.0.1:$P_RS" \
-			"http://127.0.0.1:$P_ES" "http://127.0.0.1:$P_NULL/mcp" "$RES_NULL" "$WORK/logs/big-audit.log" >"$WORK/big.caddyfile"
-		t0=$(date +%s.%N)
-		"$CADDY" adapt --config "$WORK/big.caddyfile" >/dev/null 2>&1 || true
-		BIG_NOTE+=" adapt(Caddyfile, $(wc -l <"$WORK/big.caddyfile") lines)=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s"
-	fi
-	t0=$(date +%s.%N)
-	start big $PROXYSIDE "$CADDY" run --config "$WORK/big.json"
-	ok=0
-	for ((i = 0; i < 1800; i++)); do
-		code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' -X POST "http://127.0.0.1:$P_BIG/bench/mcp" \
-			-H "Authorization: Bearer $(cat "$WORK/tok/rs256.jwt")" -H 'Content-Type: application/json' \
-			-H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2025-11-25' \
-			-d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}' || true)
-		if [[ $code == 200 ]]; then ok=1; break; fi
-		kill -0 "$PID_big" 2>/dev/null || break
-		sleep 0.1
-	done
-	if [[ $ok == 1 ]]; then
-		read -r ut st < <(awk '{print $14, $15}' "/proc/$PID_big/stat")
-		BIG_NOTE+=" load(JSON $(($(stat -c %s "$WORK/big.json") / 1024 / 1024)) MB, to first 200)=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s"
-		BIG_NOTE+=" load_cpu=$(awk -v t=$((ut + st)) -v h="$CLK_TCK" 'BEGIN{printf "%.1f", t/h}')s"
-		BIG_NOTE+=" rss_after_load=$(awk '/VmRSS/{printf "%d", $2/1024}' "/proc/$PID_big/status")MB"
+load_big() {
+	"$ROOT/bench/genbig.sh" 3 3 "$P_BIG" "$A_BIG" "http://127.0.0.1:$P_RS" "http://127.0.0.1:$P_ES" \
+		"http://127.0.0.1:$P_NULL/mcp" "$RES_NULL" "$WORK/logs/big-audit.log" >"$WORK/big-small.caddyfile"
+	if ! "$CADDY" adapt --config "$WORK/big-small.caddyfile" >"$WORK/big-small.json" 2>"$WORK/logs/big-adapt.log"; then
+		FAILED[big]="small genbig Caddyfile does not adapt: $(tail -1 "$WORK/logs/big-adapt.log" | cut -c1-300)"
 	else
-		FAILED[big]="big config did not serve: $(grep -m1 -i error "$WORK/logs/big.log" | cut -c1-300)"
+		"$WORK/bin/bigjson" -in "$WORK/big-small.json" -servers "$BIG_SERVERS" -policies "$BIG_POLICIES" >"$WORK/big.json"
+		if [[ $BIG_ADAPT == 1 ]]; then
+			"$ROOT/bench/genbig.sh" "$BIG_SERVERS" "$BIG_POLICIES" "$P_BIG" "$A_BIG" "http://127.0.0.1:$P_RS" \
+				"http://127.0.0.1:$P_ES" "http://127.0.0.1:$P_NULL/mcp" "$RES_NULL" "$WORK/logs/big-audit.log" >"$WORK/big.caddyfile"
+			t0=$(date +%s.%N)
+			"$CADDY" adapt --config "$WORK/big.caddyfile" >/dev/null 2>&1 || true
+			BIG_NOTE+=" adapt(Caddyfile, $(wc -l <"$WORK/big.caddyfile") lines)=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s"
+		fi
+		t0=$(date +%s.%N)
+		start big $PROXYSIDE "$CADDY" run --config "$WORK/big.json"
+		ok=0
+		for ((i = 0; i < 1800; i++)); do
+			code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' -X POST "http://127.0.0.1:$P_BIG/bench/mcp" \
+				-H "Authorization: Bearer $(cat "$WORK/tok/rs256.jwt")" -H 'Content-Type: application/json' \
+				-H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2025-11-25' \
+				-d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}' || true)
+			if [[ $code == 200 ]]; then ok=1; break; fi
+			kill -0 "$PID_big" 2>/dev/null || break
+			sleep 0.1
+		done
+		if [[ $ok == 1 ]]; then
+			read -r ut st < <(awk '{print $14, $15}' "/proc/$PID_big/stat")
+			BIG_NOTE+=" load(JSON $(($(stat -c %s "$WORK/big.json") / 1024 / 1024)) MB, to first 200)=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s"
+			BIG_NOTE+=" load_cpu=$(awk -v t=$((ut + st)) -v h="$CLK_TCK" 'BEGIN{printf "%.1f", t/h}')s"
+			BIG_NOTE+=" rss_after_load=$(awk '/VmRSS/{printf "%d", $2/1024}' "/proc/$PID_big/status")MB"
+		else
+			FAILED[big]="big config did not serve: $(grep -m1 -i error "$WORK/logs/big.log" | cut -c1-300)"
+		fi
 	fi
-fi
+}
+if selected null/gw-big-rs256; then load_big; else BIG_NOTE=" not run (ONLY=$ONLY)"; fi
 
 # ---------------------------------------------------------------- request bodies
 META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"wrk","version":"1"}}'
@@ -283,6 +291,12 @@ ROWS=(
 	"sdk/caddy|caddy|http://127.0.0.1:$P_CADDY_SDK/|call|rs256.1.jwt|tools/call|test_simple_text"
 	"sdk/gw-rs256|gw|$RES_SDK|call|rs256.1.jwt|tools/call|test_simple_text"
 )
+if [[ -n $ONLY ]]; then
+	kept=()
+	for row in "${ROWS[@]}"; do selected "${row%%|*}" && kept+=("$row"); done
+	[[ ${#kept[@]} -gt 0 ]] || die "ONLY=$ONLY selects no row"
+	ROWS=("${kept[@]}")
+fi
 upstream_of() { case $1 in null/* | list/*) echo null ;; sdk/*) echo sdk ;; esac; }
 
 # Pre-check: each row must answer HTTP 200 with a JSON-RPC result (not an error), so the
@@ -410,6 +424,7 @@ echo
 echo "ratios (median of per-round paired ratios, min-max):"
 for pair in "null/gw-rs256 null/caddy" "null/gw-es256 null/caddy" "null/gw-syncaudit null/caddy" "null/gw-big-rs256 null/caddy" "list/gw-rs256 list/caddy" "sdk/gw-rs256 sdk/caddy" "null/caddy null/direct"; do
 	read -r x y <<<"$pair"
+	selected "$x" && selected "$y" || continue
 	read -r t1 t2 t3 < <(paired 3 "$x" "$y")
 	read -r c1 c2 c3 < <(paired 6 "$x" "$y")
 	printf '  %-34s throughput %s (%s-%s)   CPU/req %s (%s-%s)\n' "$x / $y" "$t1" "$t2" "$t3" "$c1" "$c2" "$c3"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -98,5 +99,31 @@ func TestBearerTokenOverHTTP(t *testing.T) {
 	resp.Body.Close()
 	if gotErr != nil || got != "abc.def.ghi" {
 		t.Fatalf("got %q %v", got, gotErr)
+	}
+}
+
+// TestB64TokenAlphabet checks isB64Token against RFC 6750's b64token
+// grammar for every byte, alone and before padding.
+func TestB64TokenAlphabet(t *testing.T) {
+	grammar := regexp.MustCompile(`^[A-Za-z0-9._~+/-]+=*$`)
+	for c := 0; c < 256; c++ {
+		for _, s := range []string{string([]byte{byte(c)}), "ab" + string([]byte{byte(c)}) + "cd", "x" + string([]byte{byte(c)}) + "=="} {
+			if got, want := isB64Token(s), grammar.MatchString(s); got != want {
+				t.Errorf("isB64Token(%q) = %v, grammar says %v", s, got, want)
+			}
+		}
+	}
+	if isB64Token("==") || isB64Token("") {
+		t.Error("padding alone or the empty string is not a b64token")
+	}
+}
+
+func BenchmarkBearerToken(b *testing.B) {
+	r, _ := http.NewRequest(http.MethodPost, "http://gw.example/mcp", nil)
+	r.Header.Set("Authorization", "Bearer "+strings.Repeat("eyJhbGciOiJSUzI1NiJ9.", 40)+"sig")
+	for b.Loop() {
+		if _, err := BearerToken(r); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
