@@ -17,8 +17,10 @@
 # conformance everything-server v1.8.0 into a bench-local GOBIN, starts them and four Caddy
 # processes (plain reverse_proxy; the gateway, its audit log through mcp_buffered; the same
 # gateway with the audit log left on Caddy's default stderr log; the gateway with BIG_SERVERS
-# servers and BIG_POLICIES policies), checks every configuration answers a real result, then runs wrk in
-# alternating rounds and prints the table. Every process it starts is stopped on exit.
+# servers and BIG_POLICIES policies), and, when taskset and two CPUs are there, a second go-sdk
+# server, plain Caddy and gateway pinned for the sdk-own-core rows (see OWNCORE below); checks every
+# configuration answers a real result, then runs wrk in alternating rounds and prints the table.
+# Every process it starts is stopped on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,16 +44,25 @@ PB=${PORT_BASE:-19500}
 # the sdk rows become bound by the go-sdk server, which shares CPU 0 with wrk.
 PIN=${PIN:-0}
 LOADSIDE="" PROXYSIDE=""
-if [[ $PIN == 1 ]]; then
-	command -v taskset >/dev/null || { echo "PIN=1 needs taskset (util-linux)" >&2; exit 1; }
-	# The first two CPUs this process may run on (e.g. "0,1", "4-7", "2,5-6").
-	ALLOWED=()
+# The first two CPUs this process may run on (e.g. "0,1", "4-7", "2,5-6"), when taskset exists.
+ALLOWED=()
+if command -v taskset >/dev/null; then
 	IFS=',' read -ra parts <<<"$(taskset -pc $$ | awk -F': ' '{print $2}')"
 	for part in "${parts[@]}"; do
 		if [[ $part == *-* ]]; then ALLOWED+=($(seq "${part%-*}" "${part#*-}")); else ALLOWED+=("$part"); fi
 	done
-	[[ ${#ALLOWED[@]} -ge 2 ]] || { echo "PIN=1 needs 2 usable CPUs (have: ${ALLOWED[*]})" >&2; exit 1; }
+fi
+if [[ $PIN == 1 ]]; then
+	[[ ${#ALLOWED[@]} -ge 2 ]] || { echo "PIN=1 needs taskset (util-linux) and 2 usable CPUs (have: ${ALLOWED[*]:-none})" >&2; exit 1; }
 	LOADSIDE="taskset -c ${ALLOWED[0]}" PROXYSIDE="taskset -c ${ALLOWED[1]}"
+fi
+# The sdk-own-core rows (unless PIN=1, which pins every row that way): a second go-sdk server
+# with wrk on one CPU, a second plain Caddy and a second gateway on the other, so the proxy
+# does not compete with a CPU-bound upstream for its cores (the shape of a real deployment,
+# where the MCP server runs elsewhere). Skipped without taskset or a second CPU.
+OWNCORE=0 OWN_LOAD="" OWN_PROXY=""
+if [[ $PIN != 1 && ${#ALLOWED[@]} -ge 2 ]]; then
+	OWNCORE=1 OWN_LOAD="taskset -c ${ALLOWED[0]}" OWN_PROXY="taskset -c ${ALLOWED[1]}"
 fi
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/mcpbench.XXXXXX)}
 mkdir -p "$WORK"/{bin,tok,logs,xdg}
@@ -64,6 +75,8 @@ P_CADDY_NULL=$((PB + 20)) P_CADDY_SDK=$((PB + 21)) A_CADDY=$((PB + 29))
 P_GW_NULL=$((PB + 30)) P_GW_SDK=$((PB + 31)) A_GW=$((PB + 39))
 P_BIG=$((PB + 40)) A_BIG=$((PB + 49))
 P_GWS_NULL=$((PB + 50)) P_GWS_SDK=$((PB + 51)) A_GWS=$((PB + 59))
+P_SDK_OWN=$((PB + 3)) P_CADDY_OWN=$((PB + 22)) A_CADDY_OWN=$((PB + 28))
+P_GWO_NULL=$((PB + 60)) P_GWO_SDK=$((PB + 61)) A_GWO=$((PB + 69))
 RES_NULL="http://127.0.0.1:$P_GW_NULL/bench/mcp"
 RES_SDK="http://127.0.0.1:$P_GW_SDK/bench/mcp"
 
@@ -121,12 +134,14 @@ CADDY="$WORK/bin/caddy"
 # ---------------------------------------------------------------- upstreams and issuers
 start null $LOADSIDE "$WORK/bin/nullupstream" -addr "127.0.0.1:$P_NULL"
 start sdk $LOADSIDE "$WORK/bin/everything-server" -http="127.0.0.1:$P_SDK" -stateless=true
+[[ $OWNCORE == 1 ]] && start sdkown $OWN_LOAD "$WORK/bin/everything-server" -http="127.0.0.1:$P_SDK_OWN" -stateless=true
 rm -f "$WORK/tok/ready"
 start issuer $LOADSIDE "$WORK/bin/benchissuer" -rs "127.0.0.1:$P_RS" -es "127.0.0.1:$P_ES" -aud "$RES_NULL,$RES_SDK" -out "$WORK/tok"
 for ((i = 0; i < 300; i++)); do [[ -e $WORK/tok/ready ]] && break; sleep 0.1; done
 [[ -e $WORK/tok/ready ]] || die "benchissuer did not start: $(tail -3 "$WORK/logs/issuer.log")"
 wait_http "http://127.0.0.1:$P_NULL/" 60 DELETE || die "nullupstream did not start"
 wait_http "http://127.0.0.1:$P_SDK/" 60 DELETE || die "everything-server did not start"
+[[ $OWNCORE == 0 ]] || wait_http "http://127.0.0.1:$P_SDK_OWN/" 60 DELETE || die "second everything-server did not start"
 
 # ---------------------------------------------------------------- configurations
 cat >"$WORK/caddy.caddyfile" <<EOF
@@ -141,7 +156,16 @@ http://127.0.0.1:$P_CADDY_SDK {
 }
 EOF
 
-# gw_caddyfile WITH_CONNECTION(0|1) AUDIT(buffered|sync) ADMIN PORT_NULL PORT_SDK
+cat >"$WORK/caddyown.caddyfile" <<EOF
+{
+	admin 127.0.0.1:$A_CADDY_OWN
+}
+http://127.0.0.1:$P_CADDY_OWN {
+	reverse_proxy 127.0.0.1:$P_SDK_OWN
+}
+EOF
+
+# gw_caddyfile WITH_CONNECTION(0|1) AUDIT(buffered|sync) ADMIN PORT_NULL PORT_SDK SDK_UPSTREAM_PORT AUDIT_FILE
 # The gateway writes its audit log (one entry per request) to a file through the mcp_buffered
 # writer, as the README recommends at thousands of requests per second; AUDIT=sync leaves it on
 # Caddy's default log (stderr, one write system call per entry) for the null/gw-syncaudit row.
@@ -152,9 +176,9 @@ gw_caddyfile() {
 		conn_use=$'\t\t\tconnection key'
 	fi
 	if [[ $2 == buffered ]]; then
-		audit_log=$'\tlog audit {\n\t\tinclude mcp.audit\n\t\toutput mcp_buffered {\n\t\t\toutput file '"$WORK/logs/gw-audit.log"$'\n\t\t}\n\t}\n\tlog default {\n\t\texclude mcp.audit\n\t}'
+		audit_log=$'\tlog audit {\n\t\tinclude mcp.audit\n\t\toutput mcp_buffered {\n\t\t\toutput file '"$7"$'\n\t\t}\n\t}\n\tlog default {\n\t\texclude mcp.audit\n\t}'
 	fi
-	local admin=$3 p_null=$4 p_sdk=$5
+	local admin=$3 p_null=$4 p_sdk=$5 up_sdk=$6
 	cat <<EOF
 {
 $audit_log
@@ -201,7 +225,7 @@ http://127.0.0.1:$p_sdk {
 		server sdk {
 			tenant bench
 			path /bench/mcp
-			upstream http://127.0.0.1:$P_SDK/
+			upstream http://127.0.0.1:$up_sdk/
 			resource $RES_SDK
 $conn_use
 			scopes mcp:read mcp:write
@@ -215,9 +239,11 @@ EOF
 }
 
 CONNECTION_NOTE="api_key connection configured"
-gw_caddyfile 1 buffered "$A_GW" "$P_GW_NULL" "$P_GW_SDK" >"$WORK/gw.caddyfile"
-gw_caddyfile 1 sync "$A_GWS" "$P_GWS_NULL" "$P_GWS_SDK" >"$WORK/gwsync.caddyfile"
-for c in gw gwsync; do
+gw_caddyfile 1 buffered "$A_GW" "$P_GW_NULL" "$P_GW_SDK" "$P_SDK" "$WORK/logs/gw-audit.log" >"$WORK/gw.caddyfile"
+gw_caddyfile 1 sync "$A_GWS" "$P_GWS_NULL" "$P_GWS_SDK" "$P_SDK" - >"$WORK/gwsync.caddyfile"
+# Same resource as the first gateway's sdk server, so the same token serves both.
+gw_caddyfile 1 buffered "$A_GWO" "$P_GWO_NULL" "$P_GWO_SDK" "$P_SDK_OWN" "$WORK/logs/gwown-audit.log" >"$WORK/gwown.caddyfile"
+for c in gw gwsync gwown; do
 	"$CADDY" adapt --config "$WORK/$c.caddyfile" >"$WORK/$c.json" 2>"$WORK/logs/$c-adapt.log" ||
 		die "gateway Caddyfile $c does not adapt: $(tail -3 "$WORK/logs/$c-adapt.log")"
 done
@@ -229,6 +255,12 @@ start gwsync $PROXYSIDE "$CADDY" run --config "$WORK/gwsync.json"
 wait_http "http://127.0.0.1:$A_CADDY/config/" 60 || die "plain Caddy did not start: $(tail -3 "$WORK/logs/caddy.log")"
 wait_http "http://127.0.0.1:$A_GW/config/" 60 || FAILED[gw]="gateway did not load: $(grep -m1 -i error "$WORK/logs/gw.log" | cut -c1-300)"
 wait_http "http://127.0.0.1:$A_GWS/config/" 60 || FAILED[gwsync]="gateway did not load: $(grep -m1 -i error "$WORK/logs/gwsync.log" | cut -c1-300)"
+if [[ $OWNCORE == 1 ]]; then
+	start caddyown $OWN_PROXY "$CADDY" run --config "$WORK/caddyown.caddyfile"
+	start gwown $OWN_PROXY "$CADDY" run --config "$WORK/gwown.json"
+	wait_http "http://127.0.0.1:$A_CADDY_OWN/config/" 60 || die "second plain Caddy did not start: $(tail -3 "$WORK/logs/caddyown.log")"
+	wait_http "http://127.0.0.1:$A_GWO/config/" 60 || FAILED[gwown]="gateway did not load: $(grep -m1 -i error "$WORK/logs/gwown.log" | cut -c1-300)"
+fi
 
 # The big configuration: adapt a small genbig.sh Caddyfile with the real adapter, expand its
 # JSON to BIG_SERVERS/BIG_POLICIES (bench/bigjson), load it and time the load.
@@ -291,13 +323,19 @@ ROWS=(
 	"sdk/caddy|caddy|http://127.0.0.1:$P_CADDY_SDK/|call|rs256.1.jwt|tools/call|test_simple_text"
 	"sdk/gw-rs256|gw|$RES_SDK|call|rs256.1.jwt|tools/call|test_simple_text"
 )
+if [[ $OWNCORE == 1 ]]; then
+	ROWS+=(
+		"sdk-own-core/caddy|caddyown|http://127.0.0.1:$P_CADDY_OWN/|call|rs256.1.jwt|tools/call|test_simple_text"
+		"sdk-own-core/gw-rs256|gwown|http://127.0.0.1:$P_GWO_SDK/bench/mcp|call|rs256.1.jwt|tools/call|test_simple_text"
+	)
+fi
 if [[ -n $ONLY ]]; then
 	kept=()
 	for row in "${ROWS[@]}"; do selected "${row%%|*}" && kept+=("$row"); done
 	[[ ${#kept[@]} -gt 0 ]] || die "ONLY=$ONLY selects no row"
 	ROWS=("${kept[@]}")
 fi
-upstream_of() { case $1 in null/* | list/*) echo null ;; sdk/*) echo sdk ;; esac; }
+upstream_of() { case $1 in null/* | list/*) echo null ;; sdk/*) echo sdk ;; sdk-own-core/*) echo sdkown ;; esac; }
 
 # Pre-check: each row must answer HTTP 200 with a JSON-RPC result (not an error), so the
 # numbers measure the real path. Also report what credentials reached the null upstream.
@@ -338,7 +376,9 @@ run_one() { # row round -> appends to $RES
 	local args=("$WORK/$body.json" "$([[ $tok == - ]] && echo - || echo "$WORK/tok/$tok")" "$mm")
 	[[ -n $mn ]] && args+=("$mn")
 	c0=$(cpu_ticks "$ppid") u0=$(cpu_ticks "$upid")
-	line=$($LOADSIDE wrk -t"$THREADS" -c"$CONNS" -d"${dur}s" --latency -s "$ROOT/bench/post.lua" "$url" -- "${args[@]}" 2>&1 | grep '^BENCH' || true)
+	local load=$LOADSIDE
+	[[ $name == sdk-own-core/* ]] && load=$OWN_LOAD
+	line=$($load wrk -t"$THREADS" -c"$CONNS" -d"${dur}s" --latency -s "$ROOT/bench/post.lua" "$url" -- "${args[@]}" 2>&1 | grep '^BENCH' || true)
 	c1=$(cpu_ticks "$ppid") u1=$(cpu_ticks "$upid")
 	[[ -z $round ]] && return 0 # warm-up
 	if [[ -z $line ]]; then
@@ -401,15 +441,15 @@ echo
 echo "== MCP gateway benchmark =="
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  commit: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)$(cd "$ROOT" && [[ -n $(git status --porcelain 2>/dev/null) ]] && echo ' (dirty)')"
 echo "machine: nproc=$(nproc) cpu=\"$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)\" load(1m) during rounds: $(printf '%s\n' "${LOAD_SAMPLES[@]}" | sort -g | awk '{a[NR]=$1} END{printf "min %s median %s max %s", a[1], a[int((NR+1)/2)], a[NR]}')"
-echo "wrk: rounds=$ROUNDS duration=${DURATION}s connections=$CONNS threads=$THREADS (rows alternate within each round)$([[ $PIN == 1 ]] && echo "; PIN=1: proxies on CPU ${ALLOWED[1]}, wrk/upstreams/issuer on CPU ${ALLOWED[0]}")"
+echo "wrk: rounds=$ROUNDS duration=${DURATION}s connections=$CONNS threads=$THREADS (rows alternate within each round)$([[ $PIN == 1 ]] && echo "; PIN=1: proxies on CPU ${ALLOWED[1]}, wrk/upstreams/issuer on CPU ${ALLOWED[0]}")$([[ $OWNCORE == 1 ]] && echo "; sdk-own-core rows: proxies on CPU ${ALLOWED[1]}, wrk and their go-sdk server on CPU ${ALLOWED[0]}")"
 echo "request: MCP 2026-07-28 stateless tools/call (Mcp-Method/Mcp-Name headers, _meta protocolVersion); list/* rows send tools/list"
 echo "gateway: $CONNECTION_NOTE; $PIPELINE"
 echo
-printf '%-18s %-22s %-22s %-22s %-22s %-10s %s\n' "row" "req/s med (min-max)" "p50 ms" "p99 ms" "proxy CPU us/req" "upstr us" "err/non2xx"
+printf '%-22s %-22s %-22s %-22s %-22s %-10s %s\n' "row" "req/s med (min-max)" "p50 ms" "p99 ms" "proxy CPU us/req" "upstr us" "err/non2xx"
 for row in "${ROWS[@]}"; do
 	IFS='|' read -r name proc _ <<<"$row"
 	if [[ -n ${FAILED[$name]:-} || -n ${FAILED[$proc]:-} ]]; then
-		printf '%-18s FAILED: %s\n' "$name" "${FAILED[$name]:-${FAILED[$proc]}}"
+		printf '%-22s FAILED: %s\n' "$name" "${FAILED[$name]:-${FAILED[$proc]}}"
 		continue
 	fi
 	read -r a b c < <(stats 3 "$name"); rps=$(fmt3 "$a" "$b" "$c" "%.0f")
@@ -418,16 +458,16 @@ for row in "${ROWS[@]}"; do
 	read -r a b c < <(stats 6 "$name"); cpu=$(fmt3 "$a" "$b" "$c" "%.0f")
 	read -r a _ _ < <(stats 7 "$name"); ucpu=$([[ $a == NA ]] && echo - || printf '%.0f' "$a")
 	errs=$(awk -F'\t' -v r="$name" '$1 == r { e += $8; s += $9 } END { printf "%d/%d", e, s }' "$RES")
-	printf '%-18s %s %s %s %s %-10s %s\n' "$name" "$rps" "$p50" "$p99" "$cpu" "$ucpu" "$errs"
+	printf '%-22s %s %s %s %s %-10s %s\n' "$name" "$rps" "$p50" "$p99" "$cpu" "$ucpu" "$errs"
 done
 echo
 echo "ratios (median of per-round paired ratios, min-max):"
-for pair in "null/gw-rs256 null/caddy" "null/gw-es256 null/caddy" "null/gw-syncaudit null/caddy" "null/gw-big-rs256 null/caddy" "list/gw-rs256 list/caddy" "sdk/gw-rs256 sdk/caddy" "null/caddy null/direct"; do
+for pair in "null/gw-rs256 null/caddy" "null/gw-es256 null/caddy" "null/gw-syncaudit null/caddy" "null/gw-big-rs256 null/caddy" "list/gw-rs256 list/caddy" "sdk/gw-rs256 sdk/caddy" "sdk-own-core/gw-rs256 sdk-own-core/caddy" "null/caddy null/direct"; do
 	read -r x y <<<"$pair"
 	selected "$x" && selected "$y" || continue
 	read -r t1 t2 t3 < <(paired 3 "$x" "$y")
 	read -r c1 c2 c3 < <(paired 6 "$x" "$y")
-	printf '  %-34s throughput %s (%s-%s)   CPU/req %s (%s-%s)\n' "$x / $y" "$t1" "$t2" "$t3" "$c1" "$c2" "$c3"
+	printf '  %-44s throughput %s (%s-%s)   CPU/req %s (%s-%s)\n' "$x / $y" "$t1" "$t2" "$t3" "$c1" "$c2" "$c3"
 done
 echo
 echo "big config ($BIG_SERVERS servers, $BIG_POLICIES policies):${BIG_NOTE:- -}${FAILED[big]:+ FAILED: ${FAILED[big]}}"
