@@ -42,6 +42,14 @@ fi
 echo "== go test ./integration (real Caddy binary, go-sdk clients, conformance suites)"
 go test -count=1 -v -timeout "$INTEGRATION_TIMEOUT" "$@" ./integration/ || status=1
 
+# The benchmark script, as small as it goes, so it keeps working on a fresh checkout (installs
+# wrk with apt-get when missing; about a minute). Skipped with extra go test flags or
+# BENCH_SMOKE=0.
+if [[ $# -eq 0 && "${BENCH_SMOKE:-1}" != "0" ]]; then
+	echo "== bench smoke (bench/run.sh, 1 round x 1 s: every row answers, key injected, token kept back)"
+	"$ROOT/scripts/bench-smoke.sh" || status=1
+fi
+
 if [[ $status -ne 0 ]]; then
 	echo "== FAILED after $(( $(date +%s) - start ))s" >&2
 	exit "$status"
