@@ -84,6 +84,10 @@ log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 # selected ROW: the row is measured in this run (ONLY unset, or ROW matches it).
 selected() { [[ -z $ONLY ]] || grep -qE -- "$ONLY" <<<"$1"; }
+# The own-core trio only runs when one of its rows is selected.
+if [[ $OWNCORE == 1 ]] && ! selected sdk-own-core/direct && ! selected sdk-own-core/caddy && ! selected sdk-own-core/gw-rs256; then
+	OWNCORE=0
+fi
 
 PIDS=()
 cleanup() {
@@ -325,6 +329,7 @@ ROWS=(
 )
 if [[ $OWNCORE == 1 ]]; then
 	ROWS+=(
+		"sdk-own-core/direct|sdkown|http://127.0.0.1:$P_SDK_OWN/|call|-|tools/call|test_simple_text"
 		"sdk-own-core/caddy|caddyown|http://127.0.0.1:$P_CADDY_OWN/|call|rs256.1.jwt|tools/call|test_simple_text"
 		"sdk-own-core/gw-rs256|gwown|http://127.0.0.1:$P_GWO_SDK/bench/mcp|call|rs256.1.jwt|tools/call|test_simple_text"
 	)
@@ -335,6 +340,8 @@ if [[ -n $ONLY ]]; then
 	[[ ${#kept[@]} -gt 0 ]] || die "ONLY=$ONLY selects no row"
 	ROWS=("${kept[@]}")
 fi
+declare -A HAVE_ROW=()
+for row in "${ROWS[@]}"; do HAVE_ROW[${row%%|*}]=1; done
 upstream_of() { case $1 in null/* | list/*) echo null ;; sdk/*) echo sdk ;; sdk-own-core/*) echo sdkown ;; esac; }
 
 # Pre-check: each row must answer HTTP 200 with a JSON-RPC result (not an error), so the
@@ -353,8 +360,8 @@ for row in "${ROWS[@]}"; do
 		continue
 	fi
 	if [[ $name == null/gw-rs256 ]]; then
-		grep -qi '^X-Bench-Saw-Api-Key' <<<"$out" && PIPELINE+="upstream got the connection's X-Api-Key: yes; " || PIPELINE+="upstream got the connection's X-Api-Key: NO; "
-		grep -qi '^X-Bench-Saw-Authorization' <<<"$out" && PIPELINE+="upstream got an Authorization header: yes" || PIPELINE+="upstream got an Authorization header: no"
+		grep -qi '^X-Bench-Saw-Api-Key' <<<"$out" && PIPELINE+="; upstream got the connection's X-Api-Key: yes" || PIPELINE+="; upstream got the connection's X-Api-Key: NO"
+		grep -qi '^X-Bench-Saw-Authorization' <<<"$out" && PIPELINE+="; upstream got an Authorization header: yes" || PIPELINE+="; upstream got an Authorization header: no"
 	fi
 	if [[ $name == list/gw-rs256 ]]; then
 		grep -q admin_delete <<<"$out" && PIPELINE+="; tools/list filtered: NO" || PIPELINE+="; tools/list filtered: yes (admin_* removed)"
@@ -385,7 +392,7 @@ run_one() { # row round -> appends to $RES
 		printf '%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n' "$name" "$round" >>"$RES"
 		return 0
 	fi
-	awk -v name="$name" -v round="$round" -v c="$((c1 - c0))" -v u="$((u1 - u0))" -v hz="$CLK_TCK" -v self="$([[ $proc == null || $proc == sdk ]] && echo 1 || echo 0)" '
+	awk -v name="$name" -v round="$round" -v c="$((c1 - c0))" -v u="$((u1 - u0))" -v hz="$CLK_TCK" -v self="$([[ $proc == "$up" ]] && echo 1 || echo 0)" '
 		{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
 		END {
 			n = v["requests"]; if (n < 1) n = 1
@@ -443,7 +450,7 @@ echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  commit: $(cd "$ROOT" && git rev-parse -
 echo "machine: nproc=$(nproc) cpu=\"$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)\" load(1m) during rounds: $(printf '%s\n' "${LOAD_SAMPLES[@]}" | sort -g | awk '{a[NR]=$1} END{printf "min %s median %s max %s", a[1], a[int((NR+1)/2)], a[NR]}')"
 echo "wrk: rounds=$ROUNDS duration=${DURATION}s connections=$CONNS threads=$THREADS (rows alternate within each round)$([[ $PIN == 1 ]] && echo "; PIN=1: proxies on CPU ${ALLOWED[1]}, wrk/upstreams/issuer on CPU ${ALLOWED[0]}")$([[ $OWNCORE == 1 ]] && echo "; sdk-own-core rows: proxies on CPU ${ALLOWED[1]}, wrk and their go-sdk server on CPU ${ALLOWED[0]}")"
 echo "request: MCP 2026-07-28 stateless tools/call (Mcp-Method/Mcp-Name headers, _meta protocolVersion); list/* rows send tools/list"
-echo "gateway: $CONNECTION_NOTE; $PIPELINE"
+echo "gateway: $CONNECTION_NOTE$PIPELINE"
 echo
 printf '%-22s %-22s %-22s %-22s %-22s %-10s %s\n' "row" "req/s med (min-max)" "p50 ms" "p99 ms" "proxy CPU us/req" "upstr us" "err/non2xx"
 for row in "${ROWS[@]}"; do
@@ -462,9 +469,9 @@ for row in "${ROWS[@]}"; do
 done
 echo
 echo "ratios (median of per-round paired ratios, min-max):"
-for pair in "null/gw-rs256 null/caddy" "null/gw-es256 null/caddy" "null/gw-syncaudit null/caddy" "null/gw-big-rs256 null/caddy" "list/gw-rs256 list/caddy" "sdk/gw-rs256 sdk/caddy" "sdk-own-core/gw-rs256 sdk-own-core/caddy" "null/caddy null/direct"; do
+for pair in "null/gw-rs256 null/caddy" "null/gw-es256 null/caddy" "null/gw-syncaudit null/caddy" "null/gw-big-rs256 null/caddy" "list/gw-rs256 list/caddy" "sdk/gw-rs256 sdk/caddy" "sdk-own-core/gw-rs256 sdk-own-core/caddy" "null/caddy null/direct" "sdk-own-core/caddy sdk-own-core/direct"; do
 	read -r x y <<<"$pair"
-	selected "$x" && selected "$y" || continue
+	[[ -n ${HAVE_ROW[$x]:-} && -n ${HAVE_ROW[$y]:-} ]] || continue
 	read -r t1 t2 t3 < <(paired 3 "$x" "$y")
 	read -r c1 c2 c3 < <(paired 6 "$x" "$y")
 	printf '  %-44s throughput %s (%s-%s)   CPU/req %s (%s-%s)\n' "$x / $y" "$t1" "$t2" "$t3" "$c1" "$c2" "$c3"
