@@ -75,9 +75,10 @@ func Compile(policies []Policy, environment string, opts Options) (*Engine, erro
 	}
 	var errs []error
 	seen := make(map[string]bool, len(policies))
+	lists := make(listInterner)
 	for i := range policies {
 		p := policies[i]
-		cp, err := compilePolicy(i, p, environment, opts)
+		cp, err := compilePolicy(i, p, environment, opts, lists)
 		if err == nil && seen[p.Name] {
 			err = fmt.Errorf("policy %q: defined twice", p.Name)
 		}
@@ -99,7 +100,7 @@ func Compile(policies []Policy, environment string, opts Options) (*Engine, erro
 	return e, nil
 }
 
-func compilePolicy(i int, p Policy, env string, opts Options) (*cpol, error) {
+func compilePolicy(i int, p Policy, env string, opts Options, lists listInterner) (*cpol, error) {
 	// The compiled form keeps no copy of p: at 100 000 policies every
 	// retained word is heap the GC walks on every cycle.
 	cp := &cpol{idx: i, name: p.Name, ipSrc: p.IP, environments: p.Environments}
@@ -129,13 +130,13 @@ func compilePolicy(i int, p Policy, env string, opts Options) (*cpol, error) {
 		return nil, fail("mode %q: want enforce or report", p.Mode)
 	}
 	var err error
-	if cp.servers, err = compileList(p.Servers, "server", opts.KnownServer); err != nil {
+	if cp.servers, err = lists.compile(p.Servers, "server", opts.KnownServer); err != nil {
 		return nil, fail("%v", err)
 	}
-	if cp.tenants, err = compileList(p.Tenants, "tenant", opts.KnownTenant); err != nil {
+	if cp.tenants, err = lists.compile(p.Tenants, "tenant", opts.KnownTenant); err != nil {
 		return nil, fail("%v", err)
 	}
-	if cp.scopes, err = compileList(p.Scopes, "scope", nil); err != nil {
+	if cp.scopes, err = lists.compile(p.Scopes, "scope", nil); err != nil {
 		return nil, fail("%v", err)
 	}
 	for _, a := range p.Agents {
@@ -168,6 +169,27 @@ func compilePolicy(i int, p Policy, env string, opts Options) (*cpol, error) {
 		}
 	}
 	return cp, nil
+}
+
+// listInterner hands out one compiled globList per distinct pattern list of
+// a kind within one Compile: 100 000 policies over the same two scopes keep
+// one list between them, not 100 000 (each with its own pattern strings)
+// for the GC to walk. Compiled lists are never modified after Compile.
+type listInterner map[string]globList
+
+func (in listInterner) compile(pats []string, what string, known func(string) bool) (globList, error) {
+	if len(pats) == 0 {
+		return nil, nil
+	}
+	key := what + "\x00" + strings.Join(pats, "\x00")
+	if l, ok := in[key]; ok {
+		return l, nil
+	}
+	l, err := compileList(pats, what, known)
+	if err == nil {
+		in[key] = l
+	}
+	return l, err
 }
 
 func compileList(pats []string, what string, known func(string) bool) (globList, error) {
