@@ -35,14 +35,10 @@ func (g *authGateway) url(path string) string {
 
 func startAuthGateway(t *testing.T) *authGateway {
 	t.Helper()
-	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+	op := startProvider(t, oidctest.WithClients(
 		oidctest.Client{ID: "cursor-acme", Secret: "s1", GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read"}, Groups: []string{"internal-tools"}, Tenant: "acme"},
 	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = op.Close() })
 	g := &authGateway{port: freePort(t), op: op, acme: newUpstream(t, "acme"), glob: newUpstream(t, "globex")}
 	g.caddy = startCaddy(t, caddyConfig{
 		Global: fmt.Sprintf(`mcp {

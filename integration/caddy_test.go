@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddymcp/gateway/internal/oidctest"
 )
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -26,6 +28,18 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startProvider starts a real OAuth authorization server on loopback and
+// closes it when the test ends (closing it earlier is allowed).
+func startProvider(t testing.TB, opts ...oidctest.Option) *oidctest.Provider {
+	t.Helper()
+	op, err := oidctest.Start("127.0.0.1:0", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = op.Close() })
+	return op
 }
 
 // syncBuffer is a bytes.Buffer safe for a process writing while a test

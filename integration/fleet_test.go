@@ -89,17 +89,12 @@ func fleetSites(port int, upstreamURL, proxy string) string {
 // fleetProvider is an authorization server with two agents, alice and bob.
 func fleetProvider(t *testing.T) *oidctest.Provider {
 	t.Helper()
-	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+	return startProvider(t, oidctest.WithClients(
 		oidctest.Client{ID: "alice-agent", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read"}, Subject: "alice"},
 		oidctest.Client{ID: "bob-agent", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read"}, Subject: "bob"},
 	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = op.Close() })
-	return op
 }
 
 // startFleetGateway runs one instance of the fleet.

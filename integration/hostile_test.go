@@ -566,14 +566,10 @@ type hostileGateway struct {
 
 func startHostileGateway(t *testing.T) *hostileGateway {
 	t.Helper()
-	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+	op := startProvider(t, oidctest.WithClients(
 		oidctest.Client{ID: "agent", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read", "mcp:danger"}, Subject: "alice"},
 	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = op.Close() })
 	up := newUpstream(t, "acme")
 	_, _ = drainUpstream(t, up)
 	port := freePort(t)

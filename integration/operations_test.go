@@ -54,14 +54,10 @@ func scrape(t *testing.T, adminAddr string, re *regexp.Regexp) float64 {
 // kept and the next call follows the new policy.
 func TestMetricsAdminAndReload(t *testing.T) {
 	const apiKey = "ops-test-api-key-7f3e"
-	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+	op := startProvider(t, oidctest.WithClients(
 		oidctest.Client{ID: "partner-bot", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read", "mcp:write"}, Groups: []string{"partners"}, Subject: "partner-user"},
 	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = op.Close() })
 	up := newUpstream(t, "ops")
 	port := freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -352,14 +348,10 @@ mcp {
 // reverse_proxy, which the upstream sees on the proxied call.
 func TestPlaceholders(t *testing.T) {
 	t.Parallel()
-	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+	op := startProvider(t, oidctest.WithClients(
 		oidctest.Client{ID: "ph-agent", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read"}, Subject: "ph-user"},
 	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = op.Close() })
 	u := newUpstream(t, "placeholders")
 	port := freePort(t)
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)

@@ -16,14 +16,10 @@ import (
 // grant, the duplicate-key smuggling body, a 2026-07-28 header mismatch,
 // and a report-mode deny that lets the call through and is audited.
 func TestPolicyEnforcementThroughGateway(t *testing.T) {
-	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+	op := startProvider(t, oidctest.WithClients(
 		oidctest.Client{ID: "cursor-acme", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read", "mcp:write:invoices"}, Groups: []string{"internal-tools"}},
 	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = op.Close() })
 	up := newUpstream(t, "billing")
 	port := freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)

@@ -58,16 +58,12 @@ func parseRPCError(body string) (*rpcError, error) {
 func TestReliabilityConnectionTokenEndpoint(t *testing.T) {
 	t.Parallel()
 	const connTTL = 6 * time.Second
-	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+	op := startProvider(t, oidctest.WithClients(
 		oidctest.Client{ID: "conn-client", Secret: connClientSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"read_content"}, TokenTTL: connTTL},
 		oidctest.Client{ID: "agent", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read"}, Subject: "alice"},
 	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = op.Close() })
 	notion, broken := newUpstream(t, "notion"), newUpstream(t, "broken")
 	port := freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -264,10 +260,7 @@ func TestReliabilityConnectionTokenEndpoint(t *testing.T) {
 // restart (kid-miss or background refresh).
 func TestReliabilityJWKSDownAtStartup(t *testing.T) {
 	t.Parallel()
-	op, err := oidctest.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	op := startProvider(t)
 	addr := strings.TrimPrefix(op.Issuer(), "http://")
 	// The issuer goes away before the gateway starts: connection refused.
 	_ = op.Close()
@@ -333,11 +326,7 @@ func TestReliabilityJWKSDownAtStartup(t *testing.T) {
 // JWKS fetch timeout (10s, fixed), then 401, and the gateway stays usable.
 func TestReliabilityJWKSHangingAtStartup(t *testing.T) {
 	t.Parallel()
-	op, err := oidctest.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = op.Close() })
+	op := startProvider(t)
 	op.SetDelay(oidctest.EndpointJWKS, time.Minute)
 	up := newUpstream(t, "acme")
 	port := freePort(t)

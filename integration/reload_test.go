@@ -116,14 +116,10 @@ type callOutcome struct {
 // follows the new policy.
 func TestReloadUnderLoad(t *testing.T) {
 	t.Parallel()
-	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+	op := startProvider(t, oidctest.WithClients(
 		oidctest.Client{ID: "loadbot", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read", "mcp:whoami"}},
 	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = op.Close() })
 	up := newReloadUpstream(t)
 	port := freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)

@@ -93,7 +93,7 @@ func assertNoSecretsLogged(t *testing.T, c *caddyProc, secrets ...string) {
 // with a resource token the gateway mints; a partners agent gets only
 // mcp:read tools on either.
 func TestScenario1InternalAndThirdParty(t *testing.T) {
-	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+	op := startProvider(t, oidctest.WithClients(
 		oidctest.Client{ID: "acme-notion", Secret: acmeNotionSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"read_content", "update_content"}},
 		oidctest.Client{ID: "partner-bot", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
@@ -101,10 +101,6 @@ func TestScenario1InternalAndThirdParty(t *testing.T) {
 		oidctest.Client{ID: "cursor-acme", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read", "mcp:write"}, Groups: []string{"internal-tools"}, Subject: "alice"},
 	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = op.Close() })
 	notion, tools := newUpstream(t, "notion"), newUpstream(t, "tools")
 	port := freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -283,16 +279,12 @@ func TestScenario1InternalAndThirdParty(t *testing.T) {
 // at the gateway for its tenant's API key (API B) and for a resource token
 // for API A; globex's agent can never obtain anything of acme's.
 func TestScenario2ServerPerCustomer(t *testing.T) {
-	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+	op := startProvider(t, oidctest.WithClients(
 		oidctest.Client{ID: "acme-agent", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read"}, Groups: []string{"customers"}, Subject: "acme-user", Tenant: "acme"},
 		oidctest.Client{ID: "globex-agent", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read"}, Groups: []string{"customers"}, Subject: "globex-user", Tenant: "globex"},
 	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = op.Close() })
 	acmeUp, globexUp := newUpstream(t, "acme-internal"), newUpstream(t, "globex-internal")
 	acmeBilling, globexBilling := newUpstream(t, "acme-billing"), newUpstream(t, "globex-billing")
 	// One backend for every customer behind per-customer servers: their

@@ -83,16 +83,12 @@ func jwksKids(t *testing.T, url string) []string {
 // another instance on the same storage) keeps working although the token in
 // the config has been used up.
 func TestStateInCaddyStorage(t *testing.T) {
-	op, err := oidctest.Start("127.0.0.1:0", oidctest.WithClients(
+	op := startProvider(t, oidctest.WithClients(
 		oidctest.Client{ID: "agent", Secret: agentSecret, GrantTypes: []string{oidctest.GrantClientCredentials},
 			Scopes: []string{"mcp:read"}, Groups: []string{"staff"}},
 		oidctest.Client{ID: "notion-app", Secret: "notion-app-secret", GrantTypes: []string{oidctest.GrantRefreshToken},
 			Scopes: []string{"read_content"}},
 	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = op.Close() })
 	refresh0, err := op.IssueRefreshToken("notion-app", "acme-workspace", []string{"https://api.notion.example"}, "read_content")
 	if err != nil {
 		t.Fatal(err)
